@@ -1,0 +1,108 @@
+/**
+ * The handle of a held lock: what it covers, who owns it, how long it is guaranteed.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Predicate from "effect/Predicate"
+import * as internal from "./internal/lock.js"
+import { LockLost } from "./RedlockError.js"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: typeof internal.TypeId = internal.TypeId
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * A lock held on a quorum of nodes. The handle is live: `expiresAt` and `extensions` move
+ * forward with every successful extension.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Lock {
+  readonly [TypeId]: TypeId
+  /** The resources as the caller named them (without the key prefix). */
+  readonly resources: ReadonlyArray<string>
+  /** The owner value stored in every key: 122 random bits, fresh for every attempt. */
+  readonly value: string
+  /** How many attempts the acquisition took. */
+  readonly attempts: number
+  /** The ttl the lock was taken (and is extended) with, in milliseconds. */
+  readonly ttlMs: number
+  /** When the winning attempt started, in epoch milliseconds from Effect's `Clock`. */
+  readonly acquiredAt: number
+  /**
+   * Until when the lock is guaranteed, in epoch milliseconds: the start of the last successful
+   * acquire or extend attempt, plus the ttl, less the clock drift allowance.
+   */
+  readonly expiresAt: number
+  /** How many times the lock was extended. */
+  readonly extensions: number
+}
+
+/**
+ * Tells whether a value is a lock handle.
+ *
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isLock = (u: unknown): u is Lock => Predicate.hasProperty(u, TypeId)
+
+const stateOf = (lock: Lock): internal.LockState => lock as internal.LockState
+
+/**
+ * How long the lock is still guaranteed (zero once it expired, was lost or was released).
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const remaining = (lock: Lock): Effect.Effect<Duration.Duration> =>
+  Effect.map(Clock.currentTimeMillis, (now) =>
+    stateOf(lock).status === "held" ? Duration.millis(Math.max(0, lock.expiresAt - now)) : Duration.zero)
+
+/**
+ * Whether the lock is still guaranteed: not released, not lost, and inside its validity.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const isHeld = (lock: Lock): Effect.Effect<boolean> =>
+  Effect.map(Clock.currentTimeMillis, (now) => stateOf(lock).status === "held" && now < lock.expiresAt)
+
+/**
+ * Waits until the lock is lost and fails with the `LockLost`, so work can be raced against it.
+ * With automatic extension the extension fiber decides when the lock is lost; without it, the lock
+ * is lost when its validity runs out without a successful `extend`. Never completes for a lock
+ * that is released first.
+ *
+ * @example
+ * ```ts
+ * Effect.raceFirst(work, Lock.awaitLost(lock))
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const awaitLost = (lock: Lock): Effect.Effect<never, LockLost> => {
+  const state = stateOf(lock)
+  if (state.autoExtending) return state.lost
+  const watchExpiry: Effect.Effect<never> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
+    if (state.status === "held" && now >= state.expiresAt) {
+      state.markLost(new LockLost({ resources: state.resources, reason: "expired", votes: [] }))
+    }
+    return state.status === "held"
+      ? Effect.zipRight(Effect.sleep(Duration.millis(state.expiresAt - now)), watchExpiry)
+      : Effect.never
+  })
+  return Effect.raceFirst(state.lost, watchExpiry)
+}

@@ -1,0 +1,253 @@
+/**
+ * The Redlock algorithm over a set of nodes: attempts, retries, extend and release. Every public
+ * operation of the `Redlock` service is built from these.
+ */
+import { randomUUID } from "node:crypto"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as ScheduleDecision from "effect/ScheduleDecision"
+import * as ScheduleIntervals from "effect/ScheduleIntervals"
+import type { NodeReport, ReleaseReport } from "../Redlock.js"
+import { InvalidArgument, LockContended, LockLost, NodeVote, QuorumUnavailable } from "../RedlockError.js"
+import { type Round, runRound } from "./fanout.js"
+import { LockState } from "./lock.js"
+import type { LockNode } from "./node.js"
+import type { Settings } from "./options.js"
+import { isUnavailable, validityOf } from "./quorum.js"
+
+/** A Redlock instance's nodes and defaults. */
+export interface Engine {
+  readonly nodes: ReadonlyArray<LockNode>
+  readonly quorum: number
+  readonly keyPrefix: string
+  readonly settings: Settings
+}
+
+/** What to lock: the caller's names and the keys they map to. */
+export interface Target {
+  readonly resources: ReadonlyArray<string>
+  readonly keys: ReadonlyArray<string>
+}
+
+/** A failed attempt, before it becomes an error. */
+interface Failure {
+  readonly _tag: "Failure"
+  readonly unavailable: boolean
+  readonly round: Round
+}
+
+const isGranted = (reply: number): boolean => reply > 0
+
+const votesOf = (engine: Engine, round: Round): ReadonlyArray<NodeVote> =>
+  round.outcomes.map((outcome, index) => {
+    const error = round.errors[index]
+    const node = engine.nodes[index]!.label
+    return new NodeVote(error === undefined ? { node, outcome } : { node, outcome, error })
+  })
+
+/**
+ * Sends a compare-and-delete to every node and waits for `settleAfter` answers (by default all),
+ * at most one node timeout.
+ */
+const releaseEverywhere = (
+  engine: Engine,
+  keys: ReadonlyArray<string>,
+  value: string,
+  timeoutMs: number,
+  settleAfter = engine.nodes.length
+) =>
+  runRound({
+    nodes: engine.nodes,
+    call: (node) => node.release(keys, value),
+    isGranted,
+    quorum: engine.quorum,
+    timeoutMs,
+    settleAfter
+  })
+
+const answeredOf = (round: Round): number => round.outcomes.filter((outcome) => outcome !== "pending" && outcome !== "timeout").length
+
+/**
+ * One attempt with a fresh owner value. When it fails, or the caller is interrupted while it runs,
+ * the value is deleted from every node, including those that did not answer: a SET that timed
+ * out can still land later, and the delete travels behind it on the same connection, so it
+ * cannot overtake it. The attempt waits only for the deletes of the nodes that answered.
+ */
+const attempt = (
+  engine: Engine,
+  target: Target,
+  settings: Settings,
+  attempts: number
+): Effect.Effect<LockState | Failure> =>
+  Effect.suspend(() => {
+    const { keys } = target
+    const { ttlMs, driftMs, nodeTimeoutMs } = settings
+    const value = randomUUID()
+    return Effect.flatMap(
+      runRound({
+        nodes: engine.nodes,
+        call: (node) => node.acquire(keys, value, ttlMs),
+        isGranted,
+        quorum: engine.quorum,
+        timeoutMs: nodeTimeoutMs,
+        onInterrupt: Effect.asVoid(releaseEverywhere(engine, keys, value, nodeTimeoutMs))
+      }),
+      (round): Effect.Effect<LockState | Failure> => {
+        const won = round.tally.granted >= engine.quorum
+        if (won && validityOf(ttlMs, driftMs, round.startedAt, round.decidedAt) > 0) {
+          return Effect.succeed(
+            new LockState(
+              target.resources,
+              keys,
+              value,
+              attempts,
+              settings,
+              round.startedAt,
+              round.startedAt + ttlMs - driftMs
+            )
+          )
+        }
+        const unavailable = won || isUnavailable(round.tally.failed, engine.nodes.length, engine.quorum)
+        const cleanUp = releaseEverywhere(engine, keys, value, nodeTimeoutMs, answeredOf(round))
+        return Effect.as(cleanUp, { _tag: "Failure", unavailable, round })
+      }
+    )
+  })
+
+const errorOf = (engine: Engine, target: Target, failure: Failure, attempts: number) =>
+  failure.unavailable
+    ? new QuorumUnavailable({
+      resources: target.resources,
+      attempts,
+      quorum: engine.quorum,
+      votes: votesOf(engine, failure.round)
+    })
+    : new LockContended({ resources: target.resources, attempts, votes: votesOf(engine, failure.round) })
+
+/** Retries after a failed first attempt, following the schedule, until success, the end or the deadline. */
+const retry = (
+  engine: Engine,
+  target: Target,
+  settings: Settings,
+  first: Failure
+): Effect.Effect<LockState, LockContended | QuorumUnavailable> =>
+  Effect.gen(function*() {
+    const schedule = settings.retry
+    const deadlineAt = settings.deadlineMs === undefined ? Infinity : first.round.startedAt + settings.deadlineMs
+    let state = schedule.initial
+    let failure = first
+    let attempts = 1
+    while (true) {
+      const now = yield* Clock.currentTimeMillis
+      const error = errorOf(engine, target, failure, attempts)
+      const [next, , decision] = yield* schedule.step(now, error, state)
+      if (ScheduleDecision.isDone(decision)) return yield* error
+      const startAt = Math.max(now, ScheduleIntervals.start(decision.intervals))
+      if (startAt >= deadlineAt) return yield* error
+      if (startAt > now) yield* Effect.sleep(Duration.millis(startAt - now))
+      state = next
+      attempts++
+      const result = yield* attempt(engine, target, settings, attempts)
+      if (result instanceof LockState) return result
+      failure = result
+    }
+  })
+
+/** Acquires with retries: the first attempt runs without any schedule machinery. */
+export const lock = (
+  engine: Engine,
+  target: Target,
+  settings: Settings
+): Effect.Effect<LockState, LockContended | QuorumUnavailable> =>
+  Effect.flatMap(
+    attempt(engine, target, settings, 1),
+    (result) => result instanceof LockState ? Effect.succeed(result) : retry(engine, target, settings, result)
+  )
+
+/** One attempt: `None` when the resources are held elsewhere. */
+export const tryLock = (
+  engine: Engine,
+  target: Target,
+  settings: Settings
+): Effect.Effect<Option.Option<LockState>, QuorumUnavailable> =>
+  Effect.flatMap(attempt(engine, target, settings, 1), (result) => {
+    if (result instanceof LockState) return Effect.succeed(Option.some(result))
+    return result.unavailable
+      ? Effect.fail(errorOf(engine, target, result, 1) as QuorumUnavailable)
+      : Effect.succeed(Option.none())
+  })
+
+/**
+ * Resets the ttl on a quorum. A lock that is gone or taken on too many nodes is lost for good; one
+ * that only could not be confirmed stays held until its current expiry, so the caller may retry.
+ */
+export const extend = (
+  engine: Engine,
+  lock: LockState,
+  settings: Settings
+): Effect.Effect<LockState, LockLost | InvalidArgument> =>
+  Effect.suspend((): Effect.Effect<LockState, LockLost | InvalidArgument> => {
+    if (lock.status === "released") {
+      return Effect.fail(new InvalidArgument({ argument: "lock", reason: "was released" }))
+    }
+    if (lock.lostWith !== undefined) return Effect.fail(lock.lostWith)
+    const { keys, value } = lock
+    const { ttlMs, driftMs } = settings
+    return Effect.flatMap(
+      runRound({
+        nodes: engine.nodes,
+        call: (node) => node.extend(keys, value, ttlMs),
+        isGranted: (reply) => reply === 1,
+        quorum: engine.quorum,
+        timeoutMs: settings.nodeTimeoutMs
+      }),
+      (round): Effect.Effect<LockState, LockLost> => {
+        const won = round.tally.granted >= engine.quorum
+        if (won && validityOf(ttlMs, driftMs, round.startedAt, round.decidedAt) > 0 && lock.status === "held") {
+          lock.expiresAt = Math.max(lock.expiresAt, round.startedAt + ttlMs - driftMs)
+          lock.extensions++
+          return Effect.succeed(lock)
+        }
+        const unavailable = won || isUnavailable(round.tally.failed, engine.nodes.length, engine.quorum)
+        const reason = unavailable ? "unavailable" : round.replies.includes(-1) ? "taken" : "expired"
+        const error = new LockLost({ resources: lock.resources, reason, votes: votesOf(engine, round) })
+        if (!unavailable || round.decidedAt >= lock.expiresAt) lock.markLost(error)
+        return Effect.fail(lock.lostWith ?? error)
+      }
+    )
+  })
+
+const releaseOutcome = (round: Round, index: number): NodeReport["outcome"] => {
+  switch (round.outcomes[index]) {
+    case "granted":
+      return "released"
+    case "denied":
+      return "not-held"
+    case "error":
+      return "error"
+    default:
+      return "timeout"
+  }
+}
+
+/**
+ * Deletes the lock's keys wherever they still hold its value. Never fails: an expired or taken
+ * lock is reported per node. A second release reports the first one's result without a call.
+ */
+export const release = (engine: Engine, lock: LockState): Effect.Effect<ReleaseReport> =>
+  Effect.suspend(() => {
+    if (lock.releaseReport !== undefined) return Effect.succeed(lock.releaseReport)
+    lock.status = "released"
+    return Effect.map(releaseEverywhere(engine, lock.keys, lock.value, lock.settings.nodeTimeoutMs), (round) => {
+      const nodes = engine.nodes.map((node, index): NodeReport => {
+        const error = round.errors[index]
+        const outcome = releaseOutcome(round, index)
+        return error === undefined ? { node: node.label, outcome } : { node: node.label, outcome, error }
+      })
+      const report: ReleaseReport = { released: round.tally.granted, nodes }
+      lock.releaseReport = report
+      return report
+    })
+  })

@@ -1,0 +1,55 @@
+/** The lock handle's mutable state, shared by the engine, the extension fiber and the accessors. */
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as FiberId from "effect/FiberId"
+import type * as Lock from "../Lock.js"
+import type { ReleaseReport } from "../Redlock.js"
+import type { LockLost } from "../RedlockError.js"
+import type { Settings } from "./options.js"
+
+/** The type id of lock handles. */
+export const TypeId: unique symbol = Symbol.for("effect-redlock/Lock")
+
+/** Where a lock stands on the client's side. */
+export type Status = "held" | "released" | "lost"
+
+/** The one implementation of `Lock`. */
+export class LockState implements Lock.Lock {
+  readonly [TypeId]: typeof TypeId = TypeId
+  status: Status = "held"
+  extensions = 0
+  lostWith: LockLost | undefined = undefined
+  releaseReport: ReleaseReport | undefined = undefined
+  /** Set while an extension fiber looks after the lock; it alone reports loss then. */
+  autoExtending = false
+  private lossSignal: Deferred.Deferred<never, LockLost> | undefined = undefined
+
+  constructor(
+    readonly resources: ReadonlyArray<string>,
+    readonly keys: ReadonlyArray<string>,
+    readonly value: string,
+    readonly attempts: number,
+    readonly settings: Settings,
+    readonly acquiredAt: number,
+    public expiresAt: number
+  ) {}
+
+  get ttlMs(): number {
+    return this.settings.ttlMs
+  }
+
+  /** Records the loss once and wakes everyone waiting for it. */
+  markLost(error: LockLost): void {
+    if (this.status !== "held") return
+    this.status = "lost"
+    this.lostWith = error
+    if (this.lossSignal !== undefined) Deferred.unsafeDone(this.lossSignal, Effect.fail(error))
+  }
+
+  /** Completes with the loss; never completes if the lock is released first. */
+  get lost(): Effect.Effect<never, LockLost> {
+    if (this.lostWith !== undefined) return Effect.fail(this.lostWith)
+    this.lossSignal ??= Deferred.unsafeMake<never, LockLost>(FiberId.none)
+    return Deferred.await(this.lossSignal)
+  }
+}

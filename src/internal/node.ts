@@ -1,0 +1,60 @@
+/**
+ * The seam between the algorithm and Redis: a node answers three calls with plain numbers.
+ * `fromClient` adapts an ioredis `Redis` or `Cluster` client without mutating it (no
+ * `defineCommand`): scripts go by EVALSHA and fall back to EVAL once when the node lacks them.
+ */
+import type { Cluster, Redis } from "ioredis"
+import * as Scripts from "./scripts.js"
+
+/** One Redis deployment that votes in the quorum. */
+export interface LockNode {
+  /** `host:port` or a description, never credentials. */
+  readonly label: string
+  /** Whether keys must share a hash slot. */
+  readonly isCluster: boolean
+  /** 1 when every key was free and is now ours, 0 when another owner holds one. */
+  acquire(keys: ReadonlyArray<string>, value: string, ttlMs: number): Promise<number>
+  /** 1 when every key was ours and is extended, 0 when one is gone, -1 when one is another owner's. */
+  extend(keys: ReadonlyArray<string>, value: string, ttlMs: number): Promise<number>
+  /** The number of keys that held `value` and were deleted. */
+  release(keys: ReadonlyArray<string>, value: string): Promise<number>
+}
+
+/** The ioredis clients a Redlock accepts. */
+export type Client = Redis | Cluster
+
+const isNoScript = (error: unknown): boolean =>
+  error instanceof Error && error.message.startsWith("NOSCRIPT")
+
+const runScript = (
+  client: Client,
+  script: Scripts.Script,
+  keys: ReadonlyArray<string>,
+  args: ReadonlyArray<string | number>
+): Promise<number> =>
+  (client.evalsha(script.sha, keys.length, ...keys, ...args) as Promise<number>).catch((error: unknown) =>
+    isNoScript(error)
+      ? client.eval(script.source, keys.length, ...keys, ...args) as Promise<number>
+      : Promise.reject(error)
+  )
+
+const isOk = (reply: string | null): number => reply === "OK" ? 1 : 0
+
+/** The address of a client for reports and errors: host and port only. */
+export const labelOf = (client: Client): string => {
+  if (client.isCluster) return "cluster"
+  const options = (client as Redis).options
+  return options.path ? options.path : `${options.host ?? "localhost"}:${options.port ?? 6379}`
+}
+
+/** Adapts an ioredis client. A single key is taken with a plain `SET NX PX`: one command, no script. */
+export const fromClient = (client: Client): LockNode => ({
+  label: labelOf(client),
+  isCluster: client.isCluster,
+  acquire: (keys, value, ttlMs) =>
+    keys.length === 1
+      ? client.set(keys[0]!, value, "PX", ttlMs, "NX").then(isOk)
+      : runScript(client, Scripts.acquire, keys, [value, ttlMs]),
+  extend: (keys, value, ttlMs) => runScript(client, Scripts.extend, keys, [value, ttlMs]),
+  release: (keys, value) => runScript(client, Scripts.release, keys, [value])
+})

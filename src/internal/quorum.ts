@@ -1,0 +1,34 @@
+/** The Redlock arithmetic: plain functions, no effects. */
+
+/** The number of nodes that must agree: a strict majority. */
+export const quorumOf = (nodes: number): number => Math.floor(nodes / 2) + 1
+
+/**
+ * The clock drift allowance for one ttl: the distlock page's `ttl × driftFactor` plus 2 ms for the
+ * granularity of Redis's own expiry.
+ */
+export const driftOf = (ttlMs: number, driftFactor: number): number => Math.floor(ttlMs * driftFactor) + 2
+
+/**
+ * How long a lock taken at `startedAt` and decided at `decidedAt` is guaranteed: the ttl, less the
+ * time the attempt took, less the drift. Positive only if the lock counts.
+ */
+export const validityOf = (ttlMs: number, driftMs: number, startedAt: number, decidedAt: number): number =>
+  ttlMs - (decidedAt - startedAt) - driftMs
+
+/** Counts of one fan-out's replies so far. */
+export interface Tally {
+  granted: number
+  denied: number
+  failed: number
+}
+
+/** Whether the attempt can still reach a quorum with the nodes that have not answered yet. */
+export const canStillWin = (tally: Tally, nodes: number, quorum: number): boolean =>
+  nodes - tally.denied - tally.failed >= quorum
+
+/**
+ * Whether a failed attempt failed because the nodes could not be reached rather than because
+ * someone else holds the lock: the unreachable nodes alone leave too few to form a quorum.
+ */
+export const isUnavailable = (failed: number, nodes: number, quorum: number): boolean => nodes - failed < quorum

@@ -1,0 +1,54 @@
+/**
+ * The Lua scripts. Resource names travel only as KEYS and the owner value and ttl only as ARGV,
+ * so no input is ever interpreted as code. Each script checks every key before it changes any,
+ * which makes a multi-resource lock all or nothing on each node.
+ */
+import { createHash } from "node:crypto"
+
+/** A script with its SHA1, for EVALSHA. */
+export interface Script {
+  readonly source: string
+  readonly sha: string
+}
+
+const script = (source: string): Script => ({ source, sha: createHash("sha1").update(source).digest("hex") })
+
+/** Sets every key to ARGV[1] with ttl ARGV[2] ms if none exists. Replies 1 (taken) or 0 (held). */
+export const acquire = script(`
+for i = 1, #KEYS do
+  if redis.call("EXISTS", KEYS[i]) == 1 then return 0 end
+end
+for i = 1, #KEYS do
+  redis.call("SET", KEYS[i], ARGV[1], "PX", ARGV[2])
+end
+return 1`)
+
+/**
+ * Resets the ttl of every key to ARGV[2] ms if all of them hold ARGV[1]. Replies 1 (extended),
+ * 0 (a key is gone: never recreated) or -1 (a key holds another owner's value).
+ */
+export const extend = script(`
+local gone = false
+for i = 1, #KEYS do
+  local value = redis.call("GET", KEYS[i])
+  if not value then
+    gone = true
+  elseif value ~= ARGV[1] then
+    return -1
+  end
+end
+if gone then return 0 end
+for i = 1, #KEYS do
+  redis.call("PEXPIRE", KEYS[i], ARGV[2])
+end
+return 1`)
+
+/** Deletes every key that holds ARGV[1]. Replies the number of keys deleted. */
+export const release = script(`
+local deleted = 0
+for i = 1, #KEYS do
+  if redis.call("GET", KEYS[i]) == ARGV[1] then
+    deleted = deleted + redis.call("DEL", KEYS[i])
+  end
+end
+return deleted`)

@@ -1,0 +1,121 @@
+/** The service's operations over an engine: validation, scoping, extension, spans. */
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import { dual } from "effect/Function"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import * as Lock from "../Lock.js"
+import type {
+  AcquireOptions,
+  LockOptions,
+  Redlock,
+  ReleaseReport,
+  Resources,
+  TryWithLock,
+  WithLock
+} from "../Redlock.js"
+import * as engine from "./engine.js"
+import { keepAlive } from "./keepAlive.js"
+import type { LockState } from "./lock.js"
+import * as options_ from "./options.js"
+
+const stateOf = (lock: Lock.Lock): LockState => lock as LockState
+
+const logReleaseProblems = (lock: Lock.Lock, report: ReleaseReport): Effect.Effect<void> => {
+  const failed = report.nodes.filter((node) => node.outcome === "error" || node.outcome === "timeout")
+  return failed.length === 0 ? Effect.void : Effect.logWarning("effect-redlock: release did not reach every node").pipe(
+    Effect.annotateLogs({
+      resources: lock.resources.join(", "),
+      nodes: failed.map((node) => `${node.node} ${node.outcome}`).join(", ")
+    })
+  )
+}
+
+/** Builds the service over an engine whose nodes and settings are already validated. */
+export const makeService = (instance: engine.Engine): Redlock.Service => {
+  const prepare = (resources: Resources, options: AcquireOptions | undefined, autoExtend: boolean | undefined) =>
+    options_.validate(() => ({
+      target: options_.keysOf(resources, instance.keyPrefix, instance.nodes),
+      settings: options_.resolve(instance.settings, options, autoExtend)
+    }))
+
+  const releaseQuietly = (lock: Lock.Lock) =>
+    Effect.flatMap(engine.release(instance, stateOf(lock)), (report) => logReleaseProblems(lock, report))
+
+  /** Puts a fresh lock under the scope: release as its finalizer, and the extension fiber. */
+  const manage = (lock: LockState): Effect.Effect<Lock.Lock, never, Scope.Scope> => {
+    const policy = lock.settings.autoExtend
+    const guarded = Effect.as(Effect.addFinalizer(() => releaseQuietly(lock)), lock)
+    if (policy === undefined) return guarded
+    lock.autoExtending = true
+    return Effect.zipLeft(guarded, Effect.forkScoped(Effect.interruptible(keepAlive(instance, lock, policy))))
+  }
+
+  const acquireIn = (resources: Resources, options: AcquireOptions | undefined, autoExtend: boolean | undefined) =>
+    Effect.flatMap(prepare(resources, options, autoExtend), ({ settings, target }) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(restore(engine.lock(instance, target, settings)), manage)
+      ))
+
+  const tryAcquireIn = (resources: Resources, options: AcquireOptions | undefined, autoExtend: boolean | undefined) =>
+    Effect.flatMap(prepare(resources, options, autoExtend), ({ settings, target }) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(
+          restore(engine.tryLock(instance, target, settings)),
+          Option.match({ onNone: () => Effect.succeedNone, onSome: (lock) => Effect.asSome(manage(lock)) })
+        )
+      ))
+
+  const guard = <A, E, R>(effect: Effect.Effect<A, E, R>, lock: Lock.Lock) =>
+    Effect.raceFirst(effect, Lock.awaitLost(lock))
+
+  const isDataFirst = (args: IArguments) => Effect.isEffect(args[0])
+
+  const withLock: WithLock = dual(
+    isDataFirst,
+    <A, E, R>(effect: Effect.Effect<A, E, R>, resources: Resources, options?: AcquireOptions) =>
+      Effect.scoped(Effect.flatMap(acquireIn(resources, options, true), (lock) => guard(effect, lock))).pipe(
+        Effect.withSpan("Redlock.withLock")
+      )
+  )
+
+  const tryWithLock: TryWithLock = dual(
+    isDataFirst,
+    <A, E, R>(effect: Effect.Effect<A, E, R>, resources: Resources, options?: AcquireOptions) =>
+      Effect.scoped(Effect.flatMap(
+        tryAcquireIn(resources, options, true),
+        Option.match({
+          onNone: () => Effect.succeedNone,
+          onSome: (lock) => Effect.asSome(guard(effect, lock))
+        })
+      )).pipe(Effect.withSpan("Redlock.tryWithLock"))
+  )
+
+  return {
+    nodes: instance.nodes.length,
+    quorum: instance.quorum,
+    acquire: Effect.fn("Redlock.acquire")(function*(resources: Resources, options?: AcquireOptions) {
+      return yield* acquireIn(resources, options, undefined)
+    }),
+    tryAcquire: Effect.fn("Redlock.tryAcquire")(function*(resources: Resources, options?: AcquireOptions) {
+      return yield* tryAcquireIn(resources, options, undefined)
+    }),
+    withLock,
+    tryWithLock,
+    lock: Effect.fn("Redlock.lock")(function*(resources: Resources, options?: LockOptions) {
+      const { settings, target } = yield* prepare(resources, options, undefined)
+      return yield* engine.lock(instance, target, settings)
+    }),
+    extend: Effect.fn("Redlock.extend")(function*(lock: Lock.Lock, ttl?: Duration.DurationInput) {
+      const state = stateOf(lock)
+      const settings = ttl === undefined
+        ? state.settings
+        : yield* options_.validate(() => options_.resolve(state.settings, { ttl }, undefined))
+      return yield* engine.extend(instance, state, settings)
+    }),
+    release: Effect.fn("Redlock.release")(function*(lock: Lock.Lock) {
+      return yield* engine.release(instance, stateOf(lock))
+    })
+  }
+}
+

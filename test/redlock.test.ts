@@ -1,0 +1,283 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import { Redis } from "ioredis"
+import * as Lock from "../src/Lock.js"
+import { quorumOf } from "../src/internal/quorum.js"
+import { keysEverywhere, quickRetry, resource, withRedlock } from "./support/setup.js"
+
+const lockKeys = (cluster: Parameters<typeof keysEverywhere>[0]) => keysEverywhere(cluster, "test:*")
+
+describe.each([1, 3, 5])("Redlock on %i node(s)", (n) => {
+  const quorum = quorumOf(n)
+  const minority = n - quorum
+  const majority = quorum
+
+  it.scopedLive("a second owner is refused until the first releases, then gets the lock at once", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(n)
+      const name = resource("contended")
+      const first = yield* redlock.lock(name, { ttl: "10 seconds" })
+      assert.strictEqual(first.attempts, 1)
+      assert.deepStrictEqual(first.resources, [name])
+      for (const node of cluster.nodes) assert.strictEqual(yield* node.get(name), first.value)
+
+      const refused = yield* Effect.flip(redlock.lock(name, { retry: quickRetry }))
+      assert.strictEqual(refused._tag, "LockContended")
+      if (refused._tag === "LockContended") {
+        assert.strictEqual(refused.attempts, quickRetry.times + 1)
+        assert.strictEqual(refused.votes.filter((vote) => vote.outcome === "denied").length >= quorum, true)
+      }
+
+      const report = yield* redlock.release(first)
+      assert.strictEqual(report.released, n)
+      assert.deepStrictEqual(report.nodes.map((node) => node.outcome), Array(n).fill("released"))
+      const second = yield* redlock.lock(name, { retry: { times: 0 } })
+      assert.strictEqual(second.attempts, 1)
+      assert.notStrictEqual(second.value, first.value)
+      yield* redlock.release(second)
+      assert.deepStrictEqual(yield* lockKeys(cluster), Array(n).fill([]))
+    }))
+
+  it.scopedLive("tryAcquire answers None while held, Some when free", () =>
+    Effect.gen(function*() {
+      const { redlock } = yield* withRedlock(n)
+      const name = resource("try")
+      const held = yield* redlock.lock(name)
+      assert.isTrue(Option.isNone(yield* Effect.scoped(redlock.tryAcquire(name))))
+      yield* redlock.release(held)
+      const free = yield* Effect.scoped(redlock.tryAcquire(name))
+      assert.isTrue(Option.isSome(free))
+    }))
+
+  if (minority > 0) {
+    it.scopedLive("survives a minority of dead nodes in one attempt", () =>
+      Effect.gen(function*() {
+        const { cluster, redlock } = yield* withRedlock(n)
+        yield* Effect.forEach(cluster.nodes.slice(0, minority), (node) => node.kill)
+        const name = resource("minority")
+        const lock = yield* redlock.lock(name, { retry: { times: 0 } })
+        assert.strictEqual(lock.attempts, 1)
+        assert.isTrue(yield* Lock.isHeld(lock))
+        const report = yield* redlock.release(lock)
+        assert.strictEqual(report.released, n - minority)
+        assert.deepStrictEqual(
+          report.nodes.slice(0, minority).map((node) => node.outcome === "error" || node.outcome === "timeout"),
+          Array(minority).fill(true)
+        )
+      }))
+  }
+
+  it.scopedLive("a dead majority is QuorumUnavailable, not contention, also with default ioredis clients", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(n, { redisOptions: {} })
+      yield* Effect.forEach(cluster.nodes.slice(0, majority), (node) => node.kill)
+      const error = yield* Effect.flip(redlock.lock(resource("majority"), { retry: quickRetry })).pipe(
+        Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => "hung" as const })
+      )
+      assert.strictEqual(error._tag, "QuorumUnavailable")
+      if (error._tag === "QuorumUnavailable") {
+        assert.strictEqual(error.attempts, quickRetry.times + 1)
+        assert.strictEqual(error.quorum, quorum)
+        assert.isTrue(error.votes.slice(0, majority).every((vote) => vote.outcome === "error" || vote.outcome === "timeout"))
+      }
+    }))
+
+  it.scopedLive("a failed attempt leaves no key on a node that was paused during it", () =>
+    Effect.gen(function*() {
+      const { cluster, clients, redlock } = yield* withRedlock(n)
+      const name = resource("paused")
+      const [paused, ...others] = cluster.nodes
+      // Another owner holds the key on enough of the other nodes that the attempt must fail.
+      const holders = others.slice(0, n - quorum)
+      for (const node of holders) yield* node.call("SET", name, "someone-else", "PX", 30_000)
+      yield* paused!.pause
+      const error = yield* Effect.flip(redlock.lock(name, { retry: { times: 0 }, nodeTimeout: "50 millis" }))
+      assert.include(["LockContended", "QuorumUnavailable"], error._tag)
+      yield* paused!.resume
+      // The paused node executes the queued SET and then the release that followed it.
+      yield* Effect.promise(() => clients[0]!.ping())
+      assert.isNull(yield* paused!.get(name))
+      for (const node of holders) assert.strictEqual(yield* node.get(name), "someone-else")
+    }))
+
+  it.scopedLive("extend keeps the key past the first ttl; after expiry it is LockLost and recreates nothing", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(n)
+      const name = resource("extend")
+      const lock = yield* redlock.lock(name, { ttl: "300 millis" })
+      const firstExpiry = lock.expiresAt
+      yield* Effect.sleep("150 millis")
+      yield* redlock.extend(lock, "600 millis")
+      assert.isTrue(lock.expiresAt > firstExpiry)
+      assert.strictEqual(lock.extensions, 1)
+      yield* Effect.sleep("300 millis")
+      for (const node of cluster.nodes) assert.strictEqual(yield* node.get(name), lock.value)
+
+      yield* Effect.sleep("500 millis")
+      const lost = yield* Effect.flip(redlock.extend(lock))
+      assert.strictEqual(lost._tag, "LockLost")
+      if (lost._tag === "LockLost") assert.strictEqual(lost.reason, "expired")
+      assert.isFalse(yield* Lock.isHeld(lock))
+      assert.deepStrictEqual(yield* lockKeys(cluster), Array(n).fill([]))
+
+      const report = yield* redlock.release(lock)
+      assert.strictEqual(report.released, 0)
+      assert.deepStrictEqual(report.nodes.map((node) => node.outcome), Array(n).fill("not-held"))
+    }))
+
+  it.scopedLive("extend of a lock taken by another owner is LockLost(taken) and leaves their key alone", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(n)
+      const name = resource("taken")
+      const lock = yield* redlock.lock(name, { ttl: "5 seconds" })
+      for (const node of cluster.nodes) yield* node.call("SET", name, "thief", "PX", 5_000)
+      const lost = yield* Effect.flip(redlock.extend(lock, "20 seconds"))
+      assert.strictEqual(lost._tag === "LockLost" && lost.reason, "taken")
+      for (const node of cluster.nodes) {
+        assert.strictEqual(yield* node.get(name), "thief")
+        assert.isTrue((yield* node.pttl(name)) <= 5_000)
+      }
+      const report = yield* redlock.release(lock)
+      assert.strictEqual(report.released, 0)
+      for (const node of cluster.nodes) assert.strictEqual(yield* node.get(name), "thief")
+    }))
+
+  it.scopedLive("the scope's close releases the keys on every node: success, failure, interruption", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(n)
+      const held = (name: string) =>
+        Effect.forEach(cluster.nodes, (node) => node.get(name)).pipe(
+          Effect.map((values) => values.filter((value) => value !== null).length)
+        )
+
+      const ok = resource("scope-ok")
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* redlock.acquire(ok)
+        assert.strictEqual(yield* held(ok), n)
+      }))
+      assert.strictEqual(yield* held(ok), 0)
+
+      const failing = resource("scope-fail")
+      const exit = yield* Effect.exit(Effect.scoped(Effect.gen(function*() {
+        yield* redlock.acquire(failing)
+        return yield* Effect.fail("boom")
+      })))
+      assert.isTrue(Exit.isFailure(exit))
+      assert.strictEqual(yield* held(failing), 0)
+
+      const interrupted = resource("scope-interrupt")
+      const fiber = yield* Effect.fork(Effect.scoped(Effect.andThen(redlock.acquire(interrupted), Effect.never)))
+      while ((yield* held(interrupted)) < n) yield* Effect.sleep("5 millis")
+      yield* Fiber.interrupt(fiber)
+      assert.strictEqual(yield* held(interrupted), 0)
+    }))
+
+  it.scopedLive("interrupting a waiter mid-retry leaves none of its keys behind", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(n)
+      const name = resource("waiter")
+      const holder = yield* redlock.lock(name, { ttl: "10 seconds" })
+      const waiter = yield* Effect.fork(
+        Effect.scoped(redlock.acquire(name, { retry: { times: Infinity, delay: "5 millis" } }))
+      )
+      yield* Effect.sleep("100 millis")
+      yield* Fiber.interrupt(waiter)
+      for (const node of cluster.nodes) assert.strictEqual(yield* node.get(name), holder.value)
+      yield* redlock.release(holder)
+      assert.deepStrictEqual(yield* lockKeys(cluster), Array(n).fill([]))
+    }))
+
+  it.scopedLive("multi-resource locks are all or nothing on every node", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(n)
+      const [a, b, c] = [resource("multi-a"), resource("multi-b"), resource("multi-c")]
+      const both = yield* redlock.lock([a, b])
+      for (const node of cluster.nodes) {
+        assert.strictEqual(yield* node.get(a), both.value)
+        assert.strictEqual(yield* node.get(b), both.value)
+      }
+      const overlap = yield* Effect.flip(redlock.lock([b, c], { retry: { times: 0 } }))
+      assert.strictEqual(overlap._tag, "LockContended")
+      for (const node of cluster.nodes) assert.isNull(yield* node.get(c))
+      yield* redlock.release(both)
+      const again = yield* redlock.lock([b, c], { retry: { times: 0 } })
+      yield* redlock.release(again)
+      assert.deepStrictEqual(yield* lockKeys(cluster), Array(n).fill([]))
+    }))
+})
+
+describe("Redlock scripts and clients", () => {
+  it.scopedLive("scripts run by EVALSHA and fall back to EVAL after SCRIPT FLUSH", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const names = [resource("script-a"), resource("script-b")]
+      const first = yield* redlock.lock(names)
+      yield* redlock.release(first)
+      for (const node of cluster.nodes) yield* node.call("SCRIPT", "FLUSH")
+      for (const node of cluster.nodes) yield* node.resetStats
+      const second = yield* redlock.lock(names)
+      yield* redlock.extend(second)
+      yield* redlock.release(second)
+      for (const node of cluster.nodes) {
+        const calls = yield* node.commandCalls
+        assert.strictEqual(calls["eval"], 3, "each of the three scripts falls back to EVAL once")
+        assert.strictEqual(calls["evalsha"], 3, "acquire, extend and release try EVALSHA")
+      }
+      assert.deepStrictEqual(yield* lockKeys(cluster), [[], [], []])
+    }))
+
+  it.scopedLive("a single resource costs one SET and one EVALSHA per node", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const warm = yield* redlock.lock(resource("warm"))
+      yield* redlock.release(warm)
+      for (const node of cluster.nodes) yield* node.resetStats
+      const lock = yield* redlock.lock(resource("cost"))
+      yield* redlock.release(lock)
+      for (const node of cluster.nodes) {
+        const calls = yield* node.commandCalls
+        assert.strictEqual(calls["set"], 1)
+        assert.strictEqual(calls["evalsha"], 1)
+        assert.isUndefined(calls["eval"])
+      }
+    }))
+
+  it.scopedLive("borrowed clients keep working and get no listener left behind", () =>
+    Effect.gen(function*() {
+      const { clients, redlock } = yield* withRedlock(1)
+      const before = clients[0]!.listenerCount("error")
+      const scope = yield* Scope.make()
+      const { make } = yield* Effect.promise(() => import("../src/Redlock.js"))
+      const other = yield* Scope.extend(make({ clients }), scope)
+      assert.strictEqual(clients[0]!.listenerCount("error"), before + 1)
+      const lock = yield* other.lock(resource("listener"))
+      yield* other.release(lock)
+      yield* Scope.close(scope, Exit.void)
+      assert.strictEqual(clients[0]!.listenerCount("error"), before)
+      assert.strictEqual(yield* Effect.promise(() => clients[0]!.ping()), "PONG")
+      assert.strictEqual(redlock.nodes, 1)
+    }))
+
+  it.scopedLive("a client whose node never answered still bounds every call", () =>
+    Effect.gen(function*() {
+      const { cluster } = yield* withRedlock(1)
+      const { make } = yield* Effect.promise(() => import("../src/Redlock.js"))
+      const port = cluster.nodes[0]!.port
+      yield* cluster.nodes[0]!.kill
+      // maxRetriesPerRequest: null makes ioredis queue commands forever.
+      const stuck = yield* Effect.acquireRelease(
+        Effect.sync(() => new Redis({ port, host: "127.0.0.1", maxRetriesPerRequest: null })),
+        (client) => Effect.sync(() => client.disconnect())
+      )
+      const redlock = yield* make({ clients: [stuck], nodeTimeout: "50 millis" })
+      const started = Date.now()
+      const error = yield* Effect.flip(redlock.lock(resource("stuck"), { retry: { times: 1, delay: "10 millis" } }))
+      assert.strictEqual(error._tag, "QuorumUnavailable")
+      assert.isBelow(Date.now() - started, 5_000, "bounded by the node timeout, not by ioredis")
+      if (error._tag === "QuorumUnavailable") assert.strictEqual(error.votes[0]!.outcome, "timeout")
+    }))
+})
