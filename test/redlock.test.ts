@@ -3,6 +3,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import { Redis } from "ioredis"
 import * as Lock from "../src/Lock.js"
@@ -40,6 +41,20 @@ describe.each([1, 3, 5])("Redlock on %i node(s)", (n) => {
       assert.notStrictEqual(second.value, first.value)
       yield* redlock.release(second)
       assert.deepStrictEqual(yield* lockKeys(cluster), Array(n).fill([]))
+    }))
+
+  it.scopedLive("a retry Schedule decides how often to try again, and the deadline cuts it short", () =>
+    Effect.gen(function*() {
+      const { redlock } = yield* withRedlock(n)
+      const name = resource("schedule")
+      const held = yield* redlock.lock(name)
+      const scheduled = yield* Effect.flip(redlock.lock(name, { retry: Schedule.recurs(2) }))
+      assert.strictEqual(scheduled._tag === "LockContended" && scheduled.attempts, 3)
+      const cut = yield* Effect.flip(
+        redlock.lock(name, { retry: Schedule.spaced("40 millis"), deadline: "100 millis" })
+      )
+      assert.include([3, 4], cut._tag === "LockContended" ? cut.attempts : -1)
+      yield* redlock.release(held)
     }))
 
   it.scopedLive("tryAcquire answers None while held, Some when free", () =>

@@ -1,0 +1,162 @@
+/**
+ * The timing rules under TestClock, on in-memory nodes whose replies the test releases. The same
+ * behaviours are covered on real redis-server nodes in the other suites.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as TestClock from "effect/TestClock"
+import * as Lock from "../src/Lock.js"
+import * as Engine from "../src/internal/engine.js"
+import * as Options from "../src/internal/options.js"
+import { driftOf, quorumOf, validityOf } from "../src/internal/quorum.js"
+import { makeService } from "../src/internal/service.js"
+import * as MemoryNode from "./support/MemoryNode.js"
+
+const setup = (n: number, options: Parameters<typeof Options.baseSettings>[0] = {}) => {
+  const nodes = Array.from({ length: n }, (_, index) => MemoryNode.make(`memory-${index}`))
+  const engine: Engine.Engine = {
+    nodes,
+    quorum: quorumOf(n),
+    keyPrefix: "",
+    settings: Options.baseSettings(options)
+  }
+  return { nodes, engine, redlock: makeService(engine) }
+}
+
+/** Lets promise callbacks and forked fibers run without moving the TestClock. */
+const settle = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+
+describe("quorum arithmetic", () => {
+  it("quorum is a strict majority", () => {
+    assert.deepStrictEqual([1, 2, 3, 4, 5, 6, 7].map(quorumOf), [1, 2, 2, 3, 3, 4, 4])
+  })
+  it("drift is ttl × factor + 2 ms and validity subtracts elapsed time and drift", () => {
+    assert.strictEqual(driftOf(10_000, 0.01), 102)
+    assert.strictEqual(driftOf(1_000, 0), 2)
+    assert.strictEqual(validityOf(10_000, 102, 5_000, 5_040), 9_858)
+    assert.isTrue(validityOf(1_000, 12, 0, 988) <= 0)
+  })
+})
+
+describe("timing under TestClock", () => {
+  it.effect("the lock expires at start + ttl − drift", () =>
+    Effect.gen(function*() {
+      const { nodes, redlock } = setup(3, { ttl: 1_000, nodeTimeout: 999 })
+      yield* TestClock.setTime(50_000)
+      nodes.forEach((node) => node.hold())
+      const fiber = yield* Effect.fork(redlock.lock("r", { retry: { times: 0 } }))
+      yield* settle
+      yield* TestClock.adjust(900)
+      nodes.forEach((node) => node.open())
+      const lock = yield* Fiber.join(fiber)
+      assert.strictEqual(lock.acquiredAt, 50_000)
+      assert.strictEqual(lock.expiresAt, 50_000 + 1_000 - driftOf(1_000, 0.01))
+      assert.strictEqual((yield* Lock.remaining(lock)).value._tag, "Millis")
+      assert.isTrue(yield* Lock.isHeld(lock))
+      yield* TestClock.adjust(88)
+      assert.isFalse(yield* Lock.isHeld(lock))
+    }))
+
+  it.effect("an attempt slower than ttl − drift fails, and its keys are deleted", () =>
+    Effect.gen(function*() {
+      const { nodes, redlock } = setup(3, { ttl: 1_000, nodeTimeout: 999 })
+      nodes.forEach((node) => node.hold())
+      const fiber = yield* Effect.fork(Effect.flip(redlock.lock("r", { retry: { times: 0 } })))
+      yield* settle
+      yield* TestClock.adjust(990)
+      nodes.forEach((node) => node.open())
+      const error = yield* Fiber.join(fiber)
+      assert.strictEqual(error._tag, "QuorumUnavailable")
+      for (const node of nodes) assert.strictEqual(node.store.size, 0)
+    }))
+
+  it.effect("a node that never answers counts as a timeout after nodeTimeout of TestClock time", () =>
+    Effect.gen(function*() {
+      const { nodes, redlock } = setup(1, { ttl: 1_000, nodeTimeout: 100 })
+      nodes[0]!.hold()
+      const fiber = yield* Effect.fork(Effect.flip(redlock.lock("r", { retry: { times: 0 } })))
+      yield* settle
+      yield* TestClock.adjust(99)
+      yield* settle
+      assert.isNull(fiber.unsafePoll())
+      yield* TestClock.adjust(1)
+      yield* TestClock.adjust(100)
+      const error = yield* Fiber.join(fiber)
+      assert.strictEqual(error._tag === "QuorumUnavailable" && error.votes[0]!.outcome, "timeout")
+    }))
+
+  it.effect("the attempt decides on a quorum without waiting for a hung minority", () =>
+    Effect.gen(function*() {
+      const { nodes, redlock } = setup(5, { ttl: 1_000, nodeTimeout: 500 })
+      nodes[3]!.hold()
+      nodes[4]!.hold()
+      const lock = yield* redlock.lock("r")
+      assert.strictEqual(lock.attempts, 1)
+      assert.strictEqual(lock.expiresAt, 1_000 - driftOf(1_000, 0.01))
+    }))
+
+  it.effect("retries follow the schedule and stop at the deadline", () =>
+    Effect.gen(function*() {
+      const { nodes, redlock } = setup(1, { ttl: 1_000 })
+      nodes[0]!.store.set("r", "other")
+      const fiber = yield* Effect.fork(
+        Effect.flip(redlock.lock("r", { retry: { times: 100, delay: 100, jitter: 0 }, deadline: 450 }))
+      )
+      for (let step = 0; step < 6; step++) {
+        yield* settle
+        yield* TestClock.adjust(100)
+      }
+      const error = yield* Fiber.join(fiber)
+      // Attempts at 0, 100, 200, 300, 400; the next would start at 500, past the deadline.
+      assert.strictEqual(error._tag === "LockContended" && error.attempts, 5)
+      assert.strictEqual(nodes[0]!.calls(), 5 * 2)
+    }))
+
+  it.effect("automatic extension runs when a third of the ttl is left and stops at the cap", () =>
+    Effect.gen(function*() {
+      const { nodes, redlock } = setup(3, { ttl: 900 })
+      const fiber = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
+        const lock = yield* redlock.acquire("r", { autoExtend: { maxExtensions: 2 } })
+        return yield* Effect.flip(Lock.awaitLost(lock)).pipe(Effect.map((lost) => ({ lock, lost })))
+      })))
+      yield* settle
+      const validity = 900 - driftOf(900, 0.01)
+      const extendAt = validity - 300
+      const calls = () => nodes.reduce((sum, node) => sum + node.calls(), 0)
+      assert.strictEqual(calls(), 3)
+      yield* TestClock.adjust(extendAt - 1)
+      yield* settle
+      assert.strictEqual(calls(), 3, "no extension before the threshold")
+      yield* TestClock.adjust(1)
+      yield* settle
+      assert.strictEqual(calls(), 6, "one extension round at the threshold")
+      yield* TestClock.adjust(extendAt)
+      yield* settle
+      assert.strictEqual(calls(), 9)
+      yield* TestClock.adjust(10_000)
+      const { lock, lost } = yield* Fiber.join(fiber)
+      assert.strictEqual(lost.reason, "limit")
+      assert.strictEqual(lock.extensions, 2)
+      assert.strictEqual(calls(), 12, "no further extension: only the release")
+      for (const node of nodes) assert.strictEqual(node.store.size, 0)
+    }))
+
+  it.effect("extension failing on a majority until validity runs out loses the lock as unavailable", () =>
+    Effect.gen(function*() {
+      const { nodes, redlock } = setup(3, { ttl: 900, nodeTimeout: 50 })
+      const fiber = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
+        const lock = yield* redlock.acquire("r", { autoExtend: true })
+        nodes[0]!.failWith("connection lost")
+        nodes[1]!.failWith("connection lost")
+        return yield* Effect.flip(Lock.awaitLost(lock)).pipe(Effect.map((lost) => ({ lock, lost })))
+      })))
+      for (let step = 0; step < 40; step++) {
+        yield* settle
+        yield* TestClock.adjust(50)
+      }
+      const { lock, lost } = yield* Fiber.join(fiber)
+      assert.strictEqual(lost.reason, "unavailable")
+      assert.strictEqual(lock.extensions, 0)
+    }))
+})

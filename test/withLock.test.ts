@@ -1,0 +1,220 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
+import * as Supervisor from "effect/Supervisor"
+import { Redis } from "ioredis"
+import * as Lock from "../src/Lock.js"
+import * as Scripts from "../src/internal/scripts.js"
+import type { RedisNode } from "./support/RedisNodes.js"
+import { keysEverywhere, resource, withRedlock } from "./support/setup.js"
+
+/** Counts unhandled rejections for the duration of the scope. */
+const watchUnhandled = Effect.acquireRelease(
+  Effect.sync(() => {
+    const seen: Array<unknown> = []
+    const listener = (reason: unknown) => seen.push(reason)
+    process.on("unhandledRejection", listener)
+    return { seen, listener }
+  }),
+  ({ listener }) => Effect.sync(() => process.off("unhandledRejection", listener))
+)
+
+/** Records every command a node executes, in order, through MONITOR. */
+const monitor = (node: RedisNode) =>
+  Effect.gen(function*() {
+    const commands: Array<ReadonlyArray<string>> = []
+    const client = yield* Effect.acquireRelease(
+      Effect.promise(() => new Redis({ port: node.port, host: "127.0.0.1", lazyConnect: true }).monitor()),
+      (client) => Effect.sync(() => client.disconnect())
+    )
+    client.on("monitor", (_time: string, args: ReadonlyArray<string>) => commands.push(args))
+    return commands
+  })
+
+const scriptOf = (command: ReadonlyArray<string>) =>
+  command[0]?.toLowerCase() === "evalsha"
+    ? command[1] === Scripts.release.sha ? "release" : command[1] === Scripts.extend.sha ? "extend" : "other"
+    : command[0]?.toLowerCase()
+
+describe("withLock", () => {
+  it.scopedLive("keeps the lock through a body five times the ttl; a competitor never gets it", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const name = resource("long-body")
+      const stolen = yield* Ref.make(0)
+      const polls = yield* Ref.make(0)
+      const competitor = yield* Effect.fork(
+        Effect.forever(
+          Effect.scoped(redlock.tryAcquire(name, { ttl: 1_000 })).pipe(
+            Effect.tap((lock) => Option.isSome(lock) ? Ref.update(stolen, (n) => n + 1) : Effect.void),
+            Effect.zipRight(Ref.update(polls, (n) => n + 1)),
+            Effect.zipRight(Effect.sleep("20 millis"))
+          )
+        )
+      )
+      const result = yield* redlock.withLock(name, { ttl: 300 })(
+        Effect.as(Effect.sleep("1500 millis"), "done")
+      )
+      yield* Fiber.interrupt(competitor)
+      assert.strictEqual(result, "done")
+      assert.strictEqual(yield* Ref.get(stolen), 0)
+      assert.isAbove(yield* Ref.get(polls), 20)
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
+    }))
+
+  it.scopedLive("a dead majority interrupts the body with LockLost once validity runs out", () =>
+    Effect.gen(function*() {
+      const unhandled = yield* watchUnhandled
+      const { cluster, redlock } = yield* withRedlock(3)
+      const finished = yield* Ref.make(false)
+      const body = Effect.gen(function*() {
+        yield* Effect.sleep("100 millis")
+        yield* Effect.forEach(cluster.nodes.slice(0, 2), (node) => node.kill)
+        yield* Effect.sleep("5 seconds")
+        yield* Ref.set(finished, true)
+      })
+      const started = Date.now()
+      const exit = yield* Effect.exit(redlock.withLock(body, resource("majority-dies"), { ttl: 600 }))
+      const elapsed = Date.now() - started
+      assert.isTrue(Exit.isFailure(exit))
+      if (Exit.isFailure(exit)) {
+        const failure = Cause.failureOption(exit.cause)
+        assert.isTrue(Option.isSome(failure) && failure.value._tag === "LockLost")
+        if (Option.isSome(failure) && failure.value._tag === "LockLost") {
+          assert.strictEqual(failure.value.reason, "unavailable")
+        }
+        assert.isFalse(Cause.isDie(exit.cause))
+      }
+      assert.isFalse(yield* Ref.get(finished))
+      assert.isBelow(elapsed, 3_000, "interrupted at the lock's expiry, long before the body's end")
+      assert.deepStrictEqual(unhandled.seen, [])
+    }))
+
+  it.scopedLive("a dead minority does not disturb the body", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const body = Effect.gen(function*() {
+        yield* Effect.sleep("100 millis")
+        yield* cluster.nodes[0]!.kill
+        yield* Effect.sleep("1200 millis")
+        return "completed"
+      })
+      const result = yield* redlock.withLock(body, resource("minority-dies"), { ttl: 400 })
+      assert.strictEqual(result, "completed")
+    }))
+
+  it.scopedLive("the key deleted from a majority mid-body is LockLost(expired), the body interrupted", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const name = resource("deleted")
+      const finished = yield* Ref.make(false)
+      const body = Effect.gen(function*() {
+        yield* Effect.sleep("50 millis")
+        yield* Effect.forEach(cluster.nodes.slice(1), (node) => node.del(name))
+        yield* Effect.sleep("3 seconds")
+        yield* Ref.set(finished, true)
+      })
+      const error = yield* Effect.flip(redlock.withLock(body, name, { ttl: 600 }))
+      assert.strictEqual(error._tag === "LockLost" && error.reason, "expired")
+      assert.isFalse(yield* Ref.get(finished))
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
+    }))
+
+  it.scopedLive("without automatic extension the body is interrupted when the ttl runs out", () =>
+    Effect.gen(function*() {
+      const { redlock } = yield* withRedlock(1)
+      const error = yield* Effect.flip(
+        redlock.withLock(Effect.sleep("2 seconds"), resource("no-extend"), { ttl: 200, autoExtend: false })
+      )
+      assert.strictEqual(error._tag === "LockLost" && error.reason, "expired")
+    }))
+
+  it.scopedLive("a body that fails or is interrupted is released exactly once, with no extension after it", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(1)
+      const commands = yield* monitor(cluster.nodes[0]!)
+      yield* Effect.sleep("50 millis")
+
+      const failing = redlock.withLock(
+        Effect.zipRight(Effect.sleep("250 millis"), Effect.fail("body failed" as const)),
+        resource("fails"),
+        { ttl: 150 }
+      )
+      assert.strictEqual(yield* Effect.flip(failing), "body failed")
+
+      const fiber = yield* Effect.fork(redlock.withLock(Effect.never, resource("interrupted"), { ttl: 150 }))
+      yield* Effect.sleep("250 millis")
+      yield* Fiber.interrupt(fiber)
+
+      yield* Effect.sleep("400 millis")
+      const scripts = commands.map(scriptOf).filter((name) => name === "release" || name === "extend" || name === "set")
+      // Each lock: SET, at least one extension, then exactly one release and nothing after it.
+      const firstRelease = scripts.indexOf("release")
+      assert.strictEqual(scripts[0], "set")
+      assert.isTrue(scripts.slice(1, firstRelease).every((name) => name === "extend") && firstRelease > 1)
+      assert.strictEqual(scripts[firstRelease + 1], "set")
+      const rest = scripts.slice(firstRelease + 2)
+      assert.strictEqual(rest.filter((name) => name === "release").length, 1)
+      assert.strictEqual(rest[rest.length - 1], "release")
+      assert.isTrue(rest.slice(0, -1).every((name) => name === "extend") && rest.length > 1)
+      assert.deepStrictEqual(yield* cluster.nodes[0]!.keys("test:*"), [])
+    }))
+
+  it.scopedLive("release racing an in-flight extension, 1,000 times: no key left, no loss after release", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const name = resource("race")
+      const lossesAfterRelease = yield* Ref.make(0)
+      for (let round = 0; round < 1_000; round++) {
+        // A threshold just under the ttl keeps an extension in flight almost all the time.
+        const lock = yield* Effect.scoped(Effect.gen(function*() {
+          const lock = yield* redlock.acquire(name, { ttl: 100, autoExtend: { threshold: 97 } })
+          yield* Effect.sleep(`${round % 3} millis`)
+          return lock
+        }))
+        const lost = yield* Effect.raceFirst(
+          Effect.as(Lock.awaitLost(lock), true).pipe(Effect.catchAll(() => Effect.succeed(true))),
+          Effect.as(Effect.yieldNow(), false)
+        )
+        if (lost) yield* Ref.update(lossesAfterRelease, (n) => n + 1)
+      }
+      assert.strictEqual(yield* Ref.get(lossesAfterRelease), 0)
+      yield* Effect.sleep("150 millis")
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
+    }))
+
+  it.scopedLive("10,000 sequential cycles leave no timers, handles, fibers or listeners behind", () =>
+    Effect.gen(function*() {
+      const { clients, redlock } = yield* withRedlock(1)
+      const name = resource("leak")
+      const snapshot = () => ({
+        resources: process.getActiveResourcesInfo().filter((kind) => kind !== "TTYWrap").length,
+        listeners: clients.map((client) => client.eventNames().map((event) => client.listenerCount(event))).flat()
+          .reduce((a, b) => a + b, 0)
+      })
+      const cycle = redlock.withLock(Effect.void, name, { ttl: 1_000 })
+      for (let i = 0; i < 200; i++) yield* cycle
+      const before = snapshot()
+      const supervisor = yield* Supervisor.track
+      let started = 0
+      yield* Effect.supervised(
+        Effect.gen(function*() {
+          for (let i = 0; i < 10_000; i++) {
+            yield* cycle
+            if (i === 0) started = (yield* supervisor.value).length
+          }
+        }),
+        supervisor
+      )
+      yield* Effect.sleep("20 millis")
+      const after = snapshot()
+      assert.isAtMost(after.resources, before.resources, "active handles and timers")
+      assert.strictEqual(after.listeners, before.listeners)
+      assert.deepStrictEqual(yield* supervisor.value, [], "no fiber outlives its cycle")
+      assert.strictEqual(started, 0)
+    }))
+})
