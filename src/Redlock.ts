@@ -332,7 +332,7 @@ export const layerFromClients = (
 ): Layer.Layer<Redlock, InvalidArgument> => Layer.scoped(Redlock, make({ ...options, clients }))
 
 const closeClient = (client: Redis): Effect.Effect<void> =>
-  Effect.promise(() => client.quit()).pipe(
+  Effect.tryPromise(() => client.quit()).pipe(
     Effect.timeout("1 second"),
     Effect.ignore,
     Effect.ensuring(Effect.sync(() => client.disconnect()))
