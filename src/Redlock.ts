@@ -21,6 +21,7 @@ import { type Client, fromClient, labelOf } from "./internal/node.js"
 import * as options_ from "./internal/options.js"
 import { quorumOf } from "./internal/quorum.js"
 import { makeService } from "./internal/service.js"
+import * as Waker from "./internal/waker.js"
 import * as Lock from "./Lock.js"
 import type { AcquireError, InvalidArgument, LockContended, LockLost, QuorumUnavailable } from "./RedlockError.js"
 
@@ -144,6 +145,14 @@ export interface InstanceOptions extends LockOptions {
    * @default ""
    */
   readonly keyPrefix?: string | undefined
+  /**
+   * Wake waiters when a lock is released instead of leaving them to the retry schedule alone:
+   * releases publish on a channel per key, and waiters listen through one extra subscriber
+   * connection per node (opened on the first contention, closed with the instance). Needs the
+   * client to be allowed to SUBSCRIBE and PUBLISH; without that, waiters fall back to polling.
+   * @default true
+   */
+  readonly wakeUp?: boolean | undefined
 }
 
 /**
@@ -301,23 +310,24 @@ export declare namespace Redlock {
  */
 export const make = (options: MakeOptions): Effect.Effect<Redlock.Service, InvalidArgument, Scope.Scope> =>
   Effect.gen(function*() {
-    const { clients, instance } = yield* options_.validate(() => {
+    const { clients, instance, wakeUp } = yield* options_.validate(() => {
       const checked = options_.objectOf("options", options)
       const clients = options_.clientsOf(checked.clients, labelOf)
-      const instance: engine.Engine = {
+      const instance: Omit<engine.Engine, "waker"> = {
         nodes: clients.map(fromClient),
         quorum: quorumOf(clients.length),
         keyPrefix: options_.keyPrefixOf(checked.keyPrefix),
         settings: options_.baseSettings(checked)
       }
-      return { clients, instance }
+      return { clients, instance, wakeUp: options_.booleanOf("wakeUp", checked.wakeUp, true) }
     })
     for (const client of clients) {
       const ignore = () => {}
       yield* Effect.acquireRelease(Effect.sync(() => client.on("error", ignore)), () =>
         Effect.sync(() => client.off("error", ignore)))
     }
-    return makeService(instance)
+    const waker = wakeUp ? yield* Waker.make(clients, instance.quorum) : undefined
+    return makeService({ ...instance, waker })
   })
 
 /**

@@ -29,7 +29,8 @@ describe.each([1, 3, 5])("Redlock on %i node(s)", (n) => {
       const refused = yield* Effect.flip(redlock.lock(name, { retry: quickRetry }))
       assert.strictEqual(refused._tag, "LockContended")
       if (refused._tag === "LockContended") {
-        assert.strictEqual(refused.attempts, quickRetry.times + 1)
+        // The first attempt, one right after subscribing to release announcements, then the retries.
+        assert.strictEqual(refused.attempts, quickRetry.times + 2)
         assert.strictEqual(refused.votes.filter((vote) => vote.outcome === "denied").length >= quorum, true)
       }
 
@@ -49,11 +50,12 @@ describe.each([1, 3, 5])("Redlock on %i node(s)", (n) => {
       const name = resource("schedule")
       const held = yield* redlock.lock(name)
       const scheduled = yield* Effect.flip(redlock.lock(name, { retry: Schedule.recurs(2) }))
-      assert.strictEqual(scheduled._tag === "LockContended" && scheduled.attempts, 3)
+      assert.strictEqual(scheduled._tag === "LockContended" && scheduled.attempts, 2 + 2)
       const cut = yield* Effect.flip(
         redlock.lock(name, { retry: Schedule.spaced("40 millis"), deadline: "100 millis" })
       )
-      assert.include([3, 4], cut._tag === "LockContended" ? cut.attempts : -1)
+      // Scheduled attempts at about 0, 40 and 80 ms (a slow machine may fit one fewer), plus the one after subscribing.
+      assert.include([3, 4], cut._tag === "LockContended" ? cut.attempts - 1 : -1)
       yield* redlock.release(held)
     }))
 

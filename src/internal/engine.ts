@@ -15,6 +15,7 @@ import { type Round, runRound } from "./fanout.js"
 import { LockState } from "./lock.js"
 import type { LockNode } from "./node.js"
 import type { Settings } from "./options.js"
+import type { Listener, Waker } from "./waker.js"
 import { isUnavailable, validityOf } from "./quorum.js"
 
 /** A Redlock instance's nodes and defaults. */
@@ -23,6 +24,8 @@ export interface Engine {
   readonly quorum: number
   readonly keyPrefix: string
   readonly settings: Settings
+  /** Release announcements for waiters; without it, waiters only follow the retry schedule. */
+  readonly waker: Waker | undefined
 }
 
 /** What to lock: the caller's names and the keys they map to. */
@@ -48,26 +51,34 @@ const votesOf = (engine: Engine, round: Round): ReadonlyArray<NodeVote> =>
   })
 
 /**
- * Sends a compare-and-delete to every node and waits for `settleAfter` answers (by default all),
- * at most one node timeout.
+ * Sends a compare-and-delete to every node (or those `skip` spares) and waits for `settleAfter`
+ * answers, at most one node timeout.
  */
 const releaseEverywhere = (
   engine: Engine,
   keys: ReadonlyArray<string>,
   value: string,
   timeoutMs: number,
-  settleAfter = engine.nodes.length
+  settleAfter = engine.nodes.length,
+  skip?: (index: number) => boolean
 ) =>
   runRound({
     nodes: engine.nodes,
-    call: (node) => node.release(keys, value),
+    call: skip === undefined
+      ? (node) => node.release(keys, value)
+      : (node, index) => skip(index) ? Promise.resolve(0) : node.release(keys, value),
     isGranted,
     quorum: engine.quorum,
     timeoutMs,
     settleAfter
   })
 
-const answeredOf = (round: Round): number => round.outcomes.filter((outcome) => outcome !== "pending" && outcome !== "timeout").length
+/** Nodes that refused an attempt never stored its value: they need no clean-up. */
+const cleanUpAfter = (engine: Engine, keys: ReadonlyArray<string>, value: string, timeoutMs: number, round: Round) => {
+  const refused = (index: number) => round.outcomes[index] === "denied"
+  const answered = round.outcomes.filter((outcome) => outcome !== "pending" && outcome !== "timeout").length
+  return releaseEverywhere(engine, keys, value, timeoutMs, answered, refused)
+}
 
 /**
  * One attempt with a fresh owner value. When it fails, or the caller is interrupted while it runs,
@@ -110,8 +121,11 @@ const attempt = (
           )
         }
         const unavailable = won || isUnavailable(round.tally.failed, engine.nodes.length, engine.quorum)
-        const cleanUp = releaseEverywhere(engine, keys, value, nodeTimeoutMs, answeredOf(round))
-        return Effect.as(cleanUp, { _tag: "Failure", unavailable, round })
+        return Effect.as(cleanUpAfter(engine, keys, value, nodeTimeoutMs, round), {
+          _tag: "Failure",
+          unavailable,
+          round
+        })
       }
     )
   })
@@ -126,34 +140,72 @@ const errorOf = (engine: Engine, target: Target, failure: Failure, attempts: num
     })
     : new LockContended({ resources: target.resources, attempts, votes: votesOf(engine, failure.round) })
 
-/** Retries after a failed first attempt, following the schedule, until success, the end or the deadline. */
+/**
+ * Waits until `startAt` (epoch ms), trying early each time a release is announced. Early tries
+ * do not consume the schedule: it only says how long to wait at most.
+ */
+const waitForTurn = (
+  engine: Engine,
+  target: Target,
+  settings: Settings,
+  listener: Listener | undefined,
+  startAt: number,
+  progress: { attempts: number; failure: Failure }
+): Effect.Effect<LockState | undefined> =>
+  Effect.gen(function*() {
+    let now = yield* Clock.currentTimeMillis
+    while (startAt > now) {
+      if (listener === undefined) {
+        yield* Effect.sleep(Duration.millis(startAt - now))
+        return undefined
+      }
+      if (!(yield* listener.wait(startAt - now))) return undefined
+      const result = yield* attempt(engine, target, settings, ++progress.attempts)
+      if (result instanceof LockState) return result
+      progress.failure = result
+      now = yield* Clock.currentTimeMillis
+    }
+    return undefined
+  })
+
+/**
+ * Retries after a failed first attempt, following the schedule, until success, the end or the
+ * deadline. With a waker, the waiter subscribes to release announcements first and tries once
+ * more right after, so a release between the first attempt and the subscription is not missed.
+ */
 const retry = (
   engine: Engine,
   target: Target,
   settings: Settings,
   first: Failure
 ): Effect.Effect<LockState, LockContended | QuorumUnavailable> =>
-  Effect.gen(function*() {
+  Effect.scoped(Effect.gen(function*() {
     const schedule = settings.retry
     const deadlineAt = settings.deadlineMs === undefined ? Infinity : first.round.startedAt + settings.deadlineMs
+    const progress = { attempts: 1, failure: first }
     let state = schedule.initial
-    let failure = first
-    let attempts = 1
+    let listener: Listener | undefined
     while (true) {
       const now = yield* Clock.currentTimeMillis
-      const error = errorOf(engine, target, failure, attempts)
+      const error = errorOf(engine, target, progress.failure, progress.attempts)
       const [next, , decision] = yield* schedule.step(now, error, state)
       if (ScheduleDecision.isDone(decision)) return yield* error
       const startAt = Math.max(now, ScheduleIntervals.start(decision.intervals))
       if (startAt >= deadlineAt) return yield* error
-      if (startAt > now) yield* Effect.sleep(Duration.millis(startAt - now))
       state = next
-      attempts++
-      const result = yield* attempt(engine, target, settings, attempts)
+      if (listener === undefined && engine.waker !== undefined && !progress.failure.unavailable) {
+        listener = yield* engine.waker.listen(target.keys, settings.nodeTimeoutMs)
+        const result = yield* attempt(engine, target, settings, ++progress.attempts)
+        if (result instanceof LockState) return result
+        progress.failure = result
+      }
+      const early = yield* waitForTurn(engine, target, settings, listener, startAt, progress)
+      if (early !== undefined) return early
+      const result = yield* attempt(engine, target, settings, ++progress.attempts)
       if (result instanceof LockState) return result
-      failure = result
+      progress.failure = result
     }
-  })
+  }))
 
 /** Acquires with retries: the first attempt runs without any schedule machinery. */
 export const lock = (

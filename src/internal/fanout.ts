@@ -26,7 +26,7 @@ export interface Round {
 /** How a round is run. */
 export interface RoundSpec {
   readonly nodes: ReadonlyArray<LockNode>
-  readonly call: (node: LockNode) => Promise<number>
+  readonly call: (node: LockNode, index: number) => Promise<number>
   /** Whether a reply counts for the quorum. */
   readonly isGranted: (reply: number) => boolean
   readonly quorum: number
@@ -46,7 +46,7 @@ const liveClock = Effect.runSync(Effect.clock)
  * Starts the round's one timer: `setTimeout` under the live clock; a sleeping fiber under any
  * other clock, so TestClock drives node timeouts in unit tests.
  */
-const startTimer = (clock: Clock.Clock, ms: number, onFire: () => void): () => void => {
+export const startTimer = (clock: Clock.Clock, ms: number, onFire: () => void): () => void => {
   if (clock === liveClock) {
     const handle = setTimeout(onFire, ms)
     return () => clearTimeout(handle)
@@ -115,7 +115,7 @@ export const runRound = (spec: RoundSpec): Effect.Effect<Round> =>
       for (let index = 0; index < count; index++) {
         let reply: Promise<number>
         try {
-          reply = spec.call(nodes[index]!)
+          reply = spec.call(nodes[index]!, index)
         } catch (error) {
           reply = Promise.reject(error)
         }

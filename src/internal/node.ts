@@ -5,6 +5,7 @@
  */
 import type { Cluster, Redis } from "ioredis"
 import * as Scripts from "./scripts.js"
+import { channelPrefix } from "./waker.js"
 
 /** One Redis deployment that votes in the quorum. */
 export interface LockNode {
@@ -56,5 +57,5 @@ export const fromClient = (client: Client): LockNode => ({
       ? client.set(keys[0]!, value, "PX", ttlMs, "NX").then(isOk)
       : runScript(client, Scripts.acquire, keys, [value, ttlMs]),
   extend: (keys, value, ttlMs) => runScript(client, Scripts.extend, keys, [value, ttlMs]),
-  release: (keys, value) => runScript(client, Scripts.release, keys, [value])
+  release: (keys, value) => runScript(client, Scripts.release, keys, [value, channelPrefix])
 })

@@ -255,6 +255,12 @@ export const nodeUrlsOf = (input: unknown): ReadonlyArray<string> => {
   return input as ReadonlyArray<string>
 }
 
+/** Validates an optional boolean. */
+export const booleanOf = (argument: string, input: unknown, fallback: boolean): boolean => {
+  if (input === undefined) return fallback
+  return typeof input === "boolean" ? input : invalid(argument, "must be a boolean")
+}
+
 /** Validates a key prefix. */
 export const keyPrefixOf = (input: unknown): string => {
   if (input === undefined) return ""
