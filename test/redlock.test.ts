@@ -279,6 +279,19 @@ describe("Redlock scripts and clients", () => {
       assert.strictEqual(redlock.nodes, 1)
     }))
 
+  it.scopedLive("a lock is extended and released on the nodes of the instance that took it", () =>
+    Effect.gen(function*() {
+      const first = yield* withRedlock(3)
+      const second = yield* withRedlock(3)
+      const name = resource("foreign")
+      const lock = yield* first.redlock.lock(name)
+      yield* second.redlock.extend(lock, "20 seconds")
+      assert.isTrue((yield* first.cluster.nodes[0]!.pttl(name)) > 10_000)
+      const report = yield* second.redlock.release(lock)
+      assert.strictEqual(report.released, 3)
+      assert.deepStrictEqual(yield* keysEverywhere(first.cluster, "test:*"), [[], [], []])
+    }))
+
   it.scopedLive("a client whose node never answered still bounds every call", () =>
     Effect.gen(function*() {
       const { cluster } = yield* withRedlock(1)

@@ -67,6 +67,9 @@ describe("bad input is refused before any Redis call", () => {
       yield* redlock.release(held)
       yield* Effect.forEach(cluster.nodes, (node) => node.resetStats)
       yield* expectInvalid(redlock.extend(held), "lock")
+      yield* expectInvalid(redlock.extend({ value: held.value } as unknown as typeof held), "lock")
+      const notALock = yield* Effect.exit(redlock.release({} as unknown as typeof held))
+      assert.isTrue(notALock._tag === "Failure" && String(notALock.cause).includes("not a lock handle"))
       assert.deepStrictEqual(yield* sentByLibrary(cluster), [])
     }))
 

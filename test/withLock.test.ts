@@ -47,18 +47,23 @@ describe("withLock", () => {
       const name = resource("long-body")
       const stolen = yield* Ref.make(0)
       const polls = yield* Ref.make(0)
+      // Only a take while the body runs is a theft: after the release the competitor may win fairly.
+      let bodyRunning = false
       const competitor = yield* Effect.fork(
         Effect.forever(
           Effect.scoped(redlock.tryAcquire(name, { ttl: 1_000 })).pipe(
-            Effect.tap((lock) => Option.isSome(lock) ? Ref.update(stolen, (n) => n + 1) : Effect.void),
+            Effect.tap((lock) => Option.isSome(lock) && bodyRunning ? Ref.update(stolen, (n) => n + 1) : Effect.void),
             Effect.zipRight(Ref.update(polls, (n) => n + 1)),
             Effect.zipRight(Effect.sleep("20 millis"))
           )
         )
       )
-      const result = yield* redlock.withLock(name, { ttl: 300 })(
-        Effect.as(Effect.sleep("1500 millis"), "done")
+      const body = Effect.acquireUseRelease(
+        Effect.sync(() => (bodyRunning = true)),
+        () => Effect.as(Effect.sleep("1500 millis"), "done"),
+        () => Effect.sync(() => (bodyRunning = false))
       )
+      const result = yield* redlock.withLock(body, name, { ttl: 300 })
       yield* Fiber.interrupt(competitor)
       assert.strictEqual(result, "done")
       assert.strictEqual(yield* Ref.get(stolen), 0)

@@ -110,6 +110,7 @@ const attempt = (
         if (won && validityOf(ttlMs, driftMs, round.startedAt, round.decidedAt) > 0) {
           return Effect.succeed(
             new LockState(
+              engine,
               target.resources,
               keys,
               value,
@@ -236,11 +237,11 @@ export const tryLock = (
  * that only could not be confirmed stays held until its current expiry, so the caller may retry.
  */
 export const extend = (
-  engine: Engine,
   lock: LockState,
   settings: Settings
 ): Effect.Effect<LockState, LockLost | InvalidArgument> =>
   Effect.suspend((): Effect.Effect<LockState, LockLost | InvalidArgument> => {
+    const { engine } = lock
     if (lock.status === "released") {
       return Effect.fail(new InvalidArgument({ argument: "lock", reason: "was released" }))
     }
@@ -288,8 +289,9 @@ const releaseOutcome = (round: Round, index: number): NodeReport["outcome"] => {
  * Deletes the lock's keys wherever they still hold its value. Never fails: an expired or taken
  * lock is reported per node. A second release reports the first one's result without a call.
  */
-export const release = (engine: Engine, lock: LockState): Effect.Effect<ReleaseReport> =>
+export const release = (lock: LockState): Effect.Effect<ReleaseReport> =>
   Effect.suspend(() => {
+    const { engine } = lock
     if (lock.releaseReport !== undefined) return Effect.succeed(lock.releaseReport)
     lock.status = "released"
     return Effect.map(releaseEverywhere(engine, lock.keys, lock.value, lock.settings.nodeTimeoutMs), (round) => {

@@ -8,7 +8,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import { LockLost } from "../RedlockError.js"
-import { type Engine, extend } from "./engine.js"
+import { extend } from "./engine.js"
 import type { LockState } from "./lock.js"
 import type { AutoExtend } from "./options.js"
 
@@ -17,7 +17,7 @@ const sleepUntil = (at: number, now: number): Effect.Effect<void> =>
   at > now ? Effect.sleep(Duration.millis(at - now)) : Effect.void
 
 /** Keeps the lock alive until it is released (the fiber is interrupted) or lost. */
-export const keepAlive = (engine: Engine, lock: LockState, policy: AutoExtend): Effect.Effect<void> =>
+export const keepAlive = (lock: LockState, policy: AutoExtend): Effect.Effect<void> =>
   Effect.gen(function*() {
     const { settings } = lock
     const retryDelayMs = Math.max(settings.nodeTimeoutMs, 10)
@@ -35,7 +35,7 @@ export const keepAlive = (engine: Engine, lock: LockState, policy: AutoExtend): 
         yield* sleepUntil(extendAt, now)
         continue
       }
-      const result = yield* Effect.either(extend(engine, lock, settings))
+      const result = yield* Effect.either(extend(lock, settings))
       if (Either.isRight(result) || lock.status !== "held") continue
       const after = yield* Clock.currentTimeMillis
       if (after >= lock.expiresAt) {

@@ -5,6 +5,7 @@ import * as FiberId from "effect/FiberId"
 import type * as Lock from "../Lock.js"
 import type { ReleaseReport } from "../Redlock.js"
 import type { LockLost } from "../RedlockError.js"
+import type { Engine } from "./engine.js"
 import type { Settings } from "./options.js"
 
 /** The type id of lock handles. */
@@ -25,6 +26,8 @@ export class LockState implements Lock.Lock {
   private lossSignal: Deferred.Deferred<never, LockLost> | undefined = undefined
 
   constructor(
+    /** The instance whose nodes hold the lock: extend and release always go there. */
+    readonly engine: Engine,
     readonly resources: ReadonlyArray<string>,
     readonly keys: ReadonlyArray<string>,
     readonly value: string,

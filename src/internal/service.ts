@@ -5,6 +5,7 @@ import { dual } from "effect/Function"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Lock from "../Lock.js"
+import { InvalidArgument } from "../RedlockError.js"
 import type {
   AcquireOptions,
   LockOptions,
@@ -16,10 +17,10 @@ import type {
 } from "../Redlock.js"
 import * as engine from "./engine.js"
 import { keepAlive } from "./keepAlive.js"
-import type { LockState } from "./lock.js"
+import { LockState } from "./lock.js"
 import * as options_ from "./options.js"
 
-const stateOf = (lock: Lock.Lock): LockState => lock as LockState
+const notALock = () => new InvalidArgument({ argument: "lock", reason: "is not a lock handle from effect-redlock" })
 
 const logReleaseProblems = (lock: Lock.Lock, report: ReleaseReport): Effect.Effect<void> => {
   const failed = report.nodes.filter((node) => node.outcome === "error" || node.outcome === "timeout")
@@ -39,8 +40,8 @@ export const makeService = (instance: engine.Engine): Redlock.Service => {
       settings: options_.resolve(instance.settings, options, autoExtend)
     }))
 
-  const releaseQuietly = (lock: Lock.Lock) =>
-    Effect.flatMap(engine.release(instance, stateOf(lock)), (report) => logReleaseProblems(lock, report))
+  const releaseQuietly = (lock: LockState) =>
+    Effect.flatMap(engine.release(lock), (report) => logReleaseProblems(lock, report))
 
   /** Puts a fresh lock under the scope: release as its finalizer, and the extension fiber. */
   const manage = (lock: LockState): Effect.Effect<Lock.Lock, never, Scope.Scope> => {
@@ -48,7 +49,7 @@ export const makeService = (instance: engine.Engine): Redlock.Service => {
     const guarded = Effect.as(Effect.addFinalizer(() => releaseQuietly(lock)), lock)
     if (policy === undefined) return guarded
     lock.autoExtending = true
-    return Effect.zipLeft(guarded, Effect.forkScoped(Effect.interruptible(keepAlive(instance, lock, policy))))
+    return Effect.zipLeft(guarded, Effect.forkScoped(Effect.interruptible(keepAlive(lock, policy))))
   }
 
   const acquireIn = (resources: Resources, options: AcquireOptions | undefined, autoExtend: boolean | undefined) =>
@@ -107,14 +108,16 @@ export const makeService = (instance: engine.Engine): Redlock.Service => {
       return yield* engine.lock(instance, target, settings)
     }),
     extend: Effect.fn("Redlock.extend")(function*(lock: Lock.Lock, ttl?: Duration.DurationInput) {
-      const state = stateOf(lock)
+      if (!(lock instanceof LockState)) return yield* notALock()
       const settings = ttl === undefined
-        ? state.settings
-        : yield* options_.validate(() => options_.resolve(state.settings, { ttl }, undefined))
-      return yield* engine.extend(instance, state, settings)
+        ? lock.settings
+        : yield* options_.validate(() => options_.resolve(lock.settings, { ttl }, undefined))
+      return yield* engine.extend(lock, settings)
     }),
     release: Effect.fn("Redlock.release")(function*(lock: Lock.Lock) {
-      return yield* engine.release(instance, stateOf(lock))
+      // Release cannot fail: a value that is not a lock handle got past the types, a defect.
+      if (!(lock instanceof LockState)) return yield* Effect.die(notALock())
+      return yield* engine.release(lock)
     })
   }
 }
