@@ -11,12 +11,16 @@ import * as internal from "./internal/lock.js"
 import { LockLost } from "./RedlockError.js"
 
 /**
+ * The type id every lock handle carries.
+ *
  * @since 0.1.0
  * @category type ids
  */
 export const TypeId: typeof internal.TypeId = internal.TypeId
 
 /**
+ * The type of `TypeId`.
+ *
  * @since 0.1.0
  * @category type ids
  */
@@ -30,6 +34,7 @@ export type TypeId = typeof TypeId
  * @category models
  */
 export interface Lock {
+  /** Marks lock handles (see `isLock`). */
   readonly [TypeId]: TypeId
   /** The resources as the caller named them (without the key prefix). */
   readonly resources: ReadonlyArray<string>

@@ -194,9 +194,11 @@ export interface LayerOptions extends InstanceOptions {
  * @category models
  */
 export interface NodeReport {
+  /** The node's `host:port`. */
   readonly node: string
   /** `not-held`: the key had expired or belonged to another owner; it was left alone. */
   readonly outcome: "released" | "not-held" | "error" | "timeout"
+  /** The node's error message, when the outcome is `error`. */
   readonly error?: string
 }
 
@@ -207,7 +209,9 @@ export interface NodeReport {
  * @category models
  */
 export interface ReleaseReport {
+  /** How many nodes deleted the lock's keys. */
   readonly released: number
+  /** What each node did, in the order of the clients. */
   readonly nodes: ReadonlyArray<NodeReport>
 }
 
@@ -254,6 +258,8 @@ export interface TryWithLock {
 export class Redlock extends Context.Tag("effect-redlock/Redlock")<Redlock, Redlock.Service>() {}
 
 /**
+ * Types that belong to the `Redlock` tag.
+ *
  * @since 0.1.0
  * @category models
  */

@@ -16,6 +16,8 @@ import * as Schema from "effect/Schema"
 export const TypeId: unique symbol = Symbol.for("effect-redlock/RedlockError")
 
 /**
+ * The type of `TypeId`.
+ *
  * @since 0.1.0
  * @category type ids
  */
@@ -35,6 +37,8 @@ export type TypeId = typeof TypeId
 export const NodeOutcome = Schema.Literal("granted", "denied", "error", "timeout", "pending")
 
 /**
+ * The type of a node's outcome.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -118,6 +122,8 @@ export class QuorumUnavailable extends Schema.TaggedError<QuorumUnavailable>()("
 export const LossReason = Schema.Literal("expired", "taken", "unavailable", "limit")
 
 /**
+ * The type of a loss reason.
+ *
  * @since 0.1.0
  * @category models
  */
