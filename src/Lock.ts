@@ -109,5 +109,5 @@ export const awaitLost = (lock: Lock): Effect.Effect<never, LockLost> => {
       ? Effect.zipRight(Effect.sleep(Duration.millis(state.expiresAt - now)), watchExpiry)
       : Effect.never
   })
-  return Effect.raceFirst(state.lost, watchExpiry)
+  return Effect.interruptible(Effect.raceFirst(state.lost, watchExpiry))
 }

@@ -20,7 +20,7 @@ import type * as engine from "./internal/engine.js"
 import { type Client, fromClient, labelOf } from "./internal/node.js"
 import * as options_ from "./internal/options.js"
 import { quorumOf } from "./internal/quorum.js"
-import { makeService } from "./internal/service.js"
+import { isBody, makeService } from "./internal/service.js"
 import * as Waker from "./internal/waker.js"
 import * as Lock from "./Lock.js"
 import type { AcquireError, InvalidArgument, LockContended, LockLost, QuorumUnavailable } from "./RedlockError.js"
@@ -196,8 +196,12 @@ export interface LayerOptions extends InstanceOptions {
 export interface NodeReport {
   /** The node's `host:port`. */
   readonly node: string
-  /** `not-held`: the key had expired or belonged to another owner; it was left alone. */
-  readonly outcome: "released" | "not-held" | "error" | "timeout"
+  /**
+   * `not-held`: the key had expired or belonged to another owner; it was left alone. `pending`:
+   * the delete was sent, but the release did not wait for the answer (a scope's release waits
+   * for a quorum only).
+   */
+  readonly outcome: "released" | "not-held" | "error" | "timeout" | "pending"
   /** The node's error message, when the outcome is `error`. */
   readonly error?: string
 }
@@ -216,6 +220,14 @@ export interface ReleaseReport {
 }
 
 /**
+ * What `withLock` runs: an effect, or a function that receives the held lock and returns one.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Body<A, E, R> = Effect.Effect<A, E, R> | ((lock: Lock.Lock) => Effect.Effect<A, E, R>)
+
+/**
  * Runs an effect while holding a lock (see `Redlock.withLock`).
  *
  * @since 0.1.0
@@ -223,10 +235,10 @@ export interface ReleaseReport {
  */
 export interface WithLock {
   (resources: Resources, options?: AcquireOptions): <A, E, R>(
-    effect: Effect.Effect<A, E, R>
+    body: Body<A, E, R>
   ) => Effect.Effect<A, E | AcquireError | LockLost, Exclude<R, Scope.Scope>>
   <A, E, R>(
-    effect: Effect.Effect<A, E, R>,
+    body: Body<A, E, R>,
     resources: Resources,
     options?: AcquireOptions
   ): Effect.Effect<A, E | AcquireError | LockLost, Exclude<R, Scope.Scope>>
@@ -240,10 +252,10 @@ export interface WithLock {
  */
 export interface TryWithLock {
   (resources: Resources, options?: AcquireOptions): <A, E, R>(
-    effect: Effect.Effect<A, E, R>
+    body: Body<A, E, R>
   ) => Effect.Effect<Option.Option<A>, E | QuorumUnavailable | InvalidArgument | LockLost, Exclude<R, Scope.Scope>>
   <A, E, R>(
-    effect: Effect.Effect<A, E, R>,
+    body: Body<A, E, R>,
     resources: Resources,
     options?: AcquireOptions
   ): Effect.Effect<Option.Option<A>, E | QuorumUnavailable | InvalidArgument | LockLost, Exclude<R, Scope.Scope>>
@@ -347,12 +359,25 @@ export const layerFromClients = (
   options?: InstanceOptions
 ): Layer.Layer<Redlock, InvalidArgument> => Layer.scoped(Redlock, make({ ...options, clients }))
 
+const ignoreErrors = () => {}
+
+/** Opens a client that fails queued commands after one reconnection attempt. */
+const openClient = (url: string, options: RedisOptions) =>
+  Effect.sync(() => {
+    const client = new Redis(url, {
+      maxRetriesPerRequest: 1,
+      retryStrategy: (times) => Math.min(times * 100, 2000),
+      ...options
+    })
+    // Kept for the client's whole life: ioredis may still report errors while it closes.
+    client.on("error", ignoreErrors)
+    return client
+  })
+
+/** QUIT where the node is reachable (bounded), then a hard disconnect. */
 const closeClient = (client: Redis): Effect.Effect<void> =>
-  Effect.tryPromise(() => client.quit()).pipe(
-    Effect.timeout("1 second"),
-    Effect.ignore,
-    Effect.ensuring(Effect.sync(() => client.disconnect()))
-  )
+  (client.status === "ready" ? Effect.ignore(Effect.timeout(Effect.tryPromise(() => client.quit()), "1 second")) : Effect.void)
+    .pipe(Effect.ensuring(Effect.sync(() => client.disconnect())))
 
 /**
  * Opens one ioredis client per node URL and provides `Redlock` over them; the clients are closed
@@ -377,19 +402,15 @@ export const layer = (options: LayerOptions): Layer.Layer<Redlock, InvalidArgume
         const checked = options_.objectOf("options", options)
         return { ...checked, nodes: options_.nodeUrlsOf(checked.nodes) }
       })
-      const clients = yield* Effect.forEach(nodes, (url) =>
-        Effect.acquireRelease(
-          Effect.sync(() =>
-            new Redis(url, {
-              maxRetriesPerRequest: 1,
-              retryStrategy: (times) => Math.min(times * 100, 2000),
-              ...(password === undefined ? {} : { password: Redacted.value(password) }),
-              ...(username === undefined ? {} : { username }),
-              ...redisOptions
-            })
-          ),
-          closeClient
-        ))
+      const clientOptions: RedisOptions = {
+        ...(password === undefined ? {} : { password: Redacted.value(password) }),
+        ...(username === undefined ? {} : { username }),
+        ...redisOptions
+      }
+      const clients = yield* Effect.acquireRelease(
+        Effect.forEach(nodes, (url) => openClient(url, clientOptions)),
+        (clients) => Effect.forEach(clients, closeClient, { concurrency: "unbounded", discard: true })
+      )
       return yield* make({ ...instance, clients })
     })
   )
@@ -448,11 +469,12 @@ export const tryAcquire = (
 
 /**
  * Runs an effect while holding a lock, extending it as needed; interrupts the effect with
- * `LockLost` if the lock can no longer be guaranteed.
+ * `LockLost` if the lock can no longer be guaranteed. The body may be a function of the lock.
  *
  * @example
  * ```ts
  * transfer.pipe(Redlock.withLock("account:42", { ttl: "5 seconds" }))
+ * Redlock.withLock((lock) => Effect.log(`held until ${lock.expiresAt}`), "account:42")
  * ```
  *
  * @since 0.1.0
@@ -460,17 +482,17 @@ export const tryAcquire = (
  */
 export const withLock: {
   (resources: Resources, options?: AcquireOptions): <A, E, R>(
-    effect: Effect.Effect<A, E, R>
+    body: Body<A, E, R>
   ) => Effect.Effect<A, E | AcquireError | LockLost, Exclude<R, Scope.Scope> | Redlock>
   <A, E, R>(
-    effect: Effect.Effect<A, E, R>,
+    body: Body<A, E, R>,
     resources: Resources,
     options?: AcquireOptions
   ): Effect.Effect<A, E | AcquireError | LockLost, Exclude<R, Scope.Scope> | Redlock>
 } = dual(
-  (args) => Effect.isEffect(args[0]),
-  <A, E, R>(effect: Effect.Effect<A, E, R>, resources: Resources, options?: AcquireOptions) =>
-    Effect.flatMap(Redlock, (redlock) => redlock.withLock(effect, resources, options))
+  isBody,
+  <A, E, R>(body: Body<A, E, R>, resources: Resources, options?: AcquireOptions) =>
+    Effect.flatMap(Redlock, (redlock) => redlock.withLock(body, resources, options))
 )
 
 /**
@@ -481,14 +503,14 @@ export const withLock: {
  */
 export const tryWithLock: {
   (resources: Resources, options?: AcquireOptions): <A, E, R>(
-    effect: Effect.Effect<A, E, R>
+    body: Body<A, E, R>
   ) => Effect.Effect<
     Option.Option<A>,
     E | QuorumUnavailable | InvalidArgument | LockLost,
     Exclude<R, Scope.Scope> | Redlock
   >
   <A, E, R>(
-    effect: Effect.Effect<A, E, R>,
+    body: Body<A, E, R>,
     resources: Resources,
     options?: AcquireOptions
   ): Effect.Effect<
@@ -497,9 +519,9 @@ export const tryWithLock: {
     Exclude<R, Scope.Scope> | Redlock
   >
 } = dual(
-  (args) => Effect.isEffect(args[0]),
-  <A, E, R>(effect: Effect.Effect<A, E, R>, resources: Resources, options?: AcquireOptions) =>
-    Effect.flatMap(Redlock, (redlock) => redlock.tryWithLock(effect, resources, options))
+  isBody,
+  <A, E, R>(body: Body<A, E, R>, resources: Resources, options?: AcquireOptions) =>
+    Effect.flatMap(Redlock, (redlock) => redlock.tryWithLock(body, resources, options))
 )
 
 /**

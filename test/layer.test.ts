@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -38,6 +39,26 @@ describe("layers", () => {
         assert.strictEqual(yield* connections(node), 0)
         assert.deepStrictEqual(yield* node.keys("app:*"), [])
       }
+    }))
+
+  it.scopedLive("closing a layer whose nodes are down is quick and prints nothing", () =>
+    Effect.gen(function*() {
+      const cluster = yield* RedisNodes.make(3)
+      const printed: Array<unknown> = []
+      const original = console.error
+      yield* Effect.acquireRelease(
+        Effect.sync(() => (console.error = (...args: Array<unknown>) => void printed.push(args))),
+        () => Effect.sync(() => (console.error = original))
+      )
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(Redlock.layer({ nodes: cluster.urls }), scope)
+      yield* Effect.scoped(Redlock.acquire(resource("down"))).pipe(Effect.provide(context))
+      yield* Effect.forEach(cluster.nodes.slice(0, 2), (node) => node.kill)
+      yield* Effect.sleep("300 millis")
+      const [closing] = yield* Effect.timed(Scope.close(scope, Exit.void))
+      yield* Effect.sleep("300 millis")
+      assert.deepStrictEqual(printed, [])
+      assert.isBelow(Duration.toMillis(closing), 1_500)
     }))
 
   it.scopedLive("layerConfig reads node URLs, a redacted password and tuning from Config", () =>

@@ -121,6 +121,26 @@ describe.each([1, 3, 5])("Redlock on %i node(s)", (n) => {
       for (const node of holders) assert.strictEqual(yield* node.get(name), "someone-else")
     }))
 
+  it.scopedLive("a quorum that answers after the validity ran out is no lock, and its keys are deleted", () =>
+    Effect.gen(function*() {
+      // A large drift factor leaves 98 ms of validity from a 200 ms ttl; the slow nodes answer after ~130 ms.
+      const { cluster, redlock } = yield* withRedlock(n, { driftFactor: 0.5 })
+      const name = resource("slow")
+      const sleepers = yield* Effect.forEach(
+        cluster.nodes.slice(0, quorum),
+        (node) => Effect.fork(node.call("DEBUG", "SLEEP", "0.15")),
+        { concurrency: "unbounded" }
+      )
+      yield* Effect.sleep("20 millis")
+      const error = yield* Effect.flip(redlock.lock(name, { ttl: 200, nodeTimeout: 190, retry: { times: 0 } }))
+      yield* Effect.forEach(sleepers, Fiber.join)
+      assert.strictEqual(error._tag, "QuorumUnavailable")
+      if (error._tag === "QuorumUnavailable") {
+        assert.isAtLeast(error.votes.filter((vote) => vote.outcome === "granted").length, quorum)
+      }
+      assert.deepStrictEqual(yield* lockKeys(cluster), Array(n).fill([]))
+    }))
+
   it.scopedLive("extend keeps the key past the first ttl; after expiry it is LockLost and recreates nothing", () =>
     Effect.gen(function*() {
       const { cluster, redlock } = yield* withRedlock(n)

@@ -144,6 +144,26 @@ describe("timing under TestClock", () => {
       for (const node of nodes) assert.strictEqual(node.store.size, 0)
     }))
 
+  it.effect("a hung extension loses the lock exactly at its expiry, not a node timeout later", () =>
+    Effect.gen(function*() {
+      const { nodes, redlock } = setup(3, { ttl: 900, nodeTimeout: 400 })
+      const fiber = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
+        const lock = yield* redlock.acquire("r", { autoExtend: true })
+        nodes.forEach((node) => node.hold())
+        return { lock, lost: yield* Effect.flip(Lock.awaitLost(lock)) }
+      })))
+      yield* settle
+      const expiresAt = 900 - driftOf(900, 0.01)
+      yield* TestClock.adjust(expiresAt - 1)
+      yield* settle
+      assert.isNull(fiber.unsafePoll(), "still held just before the expiry")
+      yield* TestClock.adjust(1)
+      yield* settle
+      nodes.forEach((node) => node.open())
+      const { lost } = yield* Fiber.join(fiber)
+      assert.strictEqual(lost.reason, "unavailable")
+    }))
+
   it.effect("extension failing on a majority until validity runs out loses the lock as unavailable", () =>
     Effect.gen(function*() {
       const { nodes, redlock } = setup(3, { ttl: 900, nodeTimeout: 50 })

@@ -129,6 +129,72 @@ describe("withLock", () => {
       assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
     }))
 
+  it.scopedLive("interrupted from outside, the body's finalizers still run under the lock", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const name = resource("outside")
+      const seen: Array<string | null> = []
+      const body = Effect.never.pipe(
+        Effect.onInterrupt(() =>
+          Effect.flatMap(Effect.orDie(cluster.nodes[0]!.get(name)), (value) => Effect.sync(() => seen.push(value)))
+        )
+      )
+      const fiber = yield* Effect.fork(redlock.withLock(body, name, { ttl: 2_000 }))
+      yield* Effect.sleep("100 millis")
+      yield* Fiber.interrupt(fiber)
+      assert.strictEqual(seen.length, 1)
+      assert.isNotNull(seen[0], "the key was still held while the body cleaned up")
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
+    }))
+
+  it.scopedLive("inside an uninterruptible region withLock completes", () =>
+    Effect.gen(function*() {
+      const { redlock } = yield* withRedlock(1)
+      const result = yield* Effect.uninterruptible(redlock.withLock(Effect.succeed(42), resource("uninterruptible")))
+      assert.strictEqual(result, 42)
+      const withoutExtension = yield* Effect.uninterruptible(
+        redlock.withLock(Effect.succeed(7), resource("uninterruptible-2"), { autoExtend: false })
+      )
+      assert.strictEqual(withoutExtension, 7)
+    }))
+
+  it.scopedLive("the body may take the lock as an argument", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const name = resource("argument")
+      const value = yield* redlock.withLock((lock) => Effect.succeed(lock.value), name)
+      const tried = yield* redlock.tryWithLock(name)((lock) => Effect.succeed(lock.resources))
+      assert.match(value, /^[0-9a-f-]{36}$/)
+      assert.deepStrictEqual(tried, Option.some([name]))
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
+    }))
+
+  it.scopedLive("the extension cap ends the lock at its expiry with LockLost(limit)", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const { lock, lost } = yield* Effect.scoped(Effect.gen(function*() {
+        const lock = yield* redlock.acquire(resource("cap-count"), {
+          ttl: 300,
+          nodeTimeout: 100,
+          autoExtend: { maxExtensions: 2 }
+        })
+        return { lock, lost: yield* Effect.flip(Lock.awaitLost(lock)) }
+      }))
+      assert.strictEqual(lost.reason, "limit")
+      assert.strictEqual(lock.extensions, 2)
+      for (const node of cluster.nodes) yield* node.resetStats
+      yield* Effect.sleep("300 millis")
+      assert.isUndefined((yield* cluster.nodes[0]!.commandCalls)["evalsha"], "nothing sent after the loss")
+
+      const started = Date.now()
+      const byTime = yield* Effect.flip(redlock.withLock(Effect.sleep("3 seconds"), resource("cap-time"), {
+        ttl: 300,
+        autoExtend: { maxHoldTime: "700 millis" }
+      }))
+      assert.strictEqual(byTime._tag === "LockLost" && byTime.reason, "limit")
+      assert.isBelow(Date.now() - started, 1_500, "held no longer than the cap allows")
+    }))
+
   it.scopedLive("without automatic extension the body is interrupted when the ttl runs out", () =>
     Effect.gen(function*() {
       const { redlock } = yield* withRedlock(1)

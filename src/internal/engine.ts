@@ -280,21 +280,25 @@ const releaseOutcome = (round: Round, index: number): NodeReport["outcome"] => {
       return "not-held"
     case "error":
       return "error"
-    default:
+    case "timeout":
       return "timeout"
+    default:
+      return "pending"
   }
 }
 
 /**
- * Deletes the lock's keys wherever they still hold its value. Never fails: an expired or taken
- * lock is reported per node. A second release reports the first one's result without a call.
+ * Deletes the lock's keys wherever they still hold its value, waiting for `settleAfter` answers
+ * (by default every node's). Never fails: an expired or taken lock is reported per node. A second
+ * release reports the first one's result without a call.
  */
-export const release = (lock: LockState): Effect.Effect<ReleaseReport> =>
+export const release = (lock: LockState, settleAfter?: number): Effect.Effect<ReleaseReport> =>
   Effect.suspend(() => {
     const { engine } = lock
     if (lock.releaseReport !== undefined) return Effect.succeed(lock.releaseReport)
     lock.status = "released"
-    return Effect.map(releaseEverywhere(engine, lock.keys, lock.value, lock.settings.nodeTimeoutMs), (round) => {
+    const round = releaseEverywhere(engine, lock.keys, lock.value, lock.settings.nodeTimeoutMs, settleAfter)
+    return Effect.map(round, (round) => {
       const nodes = engine.nodes.map((node, index): NodeReport => {
         const error = round.errors[index]
         const outcome = releaseOutcome(round, index)

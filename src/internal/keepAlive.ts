@@ -1,7 +1,8 @@
 /**
  * Automatic extension: a loop, forked into the lock's scope, that extends the lock when the
- * threshold is reached, retries while the lock is still valid, and declares the lock lost when
- * its validity runs out unconfirmed or its cap is reached.
+ * threshold is reached, retries while the lock is still valid, and declares the lock lost the
+ * moment its validity runs out unconfirmed (even with an extension still in flight) or its cap
+ * is reached.
  */
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -16,18 +17,26 @@ import type { AutoExtend } from "./options.js"
 const sleepUntil = (at: number, now: number): Effect.Effect<void> =>
   at > now ? Effect.sleep(Duration.millis(at - now)) : Effect.void
 
+const lossOf = (lock: LockState, reason: LockLost["reason"]) =>
+  new LockLost({ resources: lock.resources, reason, votes: [] })
+
 /** Keeps the lock alive until it is released (the fiber is interrupted) or lost. */
 export const keepAlive = (lock: LockState, policy: AutoExtend): Effect.Effect<void> =>
   Effect.gen(function*() {
     const { settings } = lock
     const retryDelayMs = Math.max(settings.nodeTimeoutMs, 10)
+    let lastFailure: LockLost | undefined
     while (lock.status === "held") {
       const now = yield* Clock.currentTimeMillis
+      if (now >= lock.expiresAt) {
+        lock.markLost(lastFailure ?? lossOf(lock, "unavailable"))
+        return
+      }
       const capped = lock.extensions >= policy.maxExtensions ||
         now + settings.ttlMs - lock.acquiredAt > policy.maxHoldTimeMs
       if (capped) {
         yield* sleepUntil(lock.expiresAt, now)
-        lock.markLost(new LockLost({ resources: lock.resources, reason: "limit", votes: [] }))
+        lock.markLost(lossOf(lock, "limit"))
         return
       }
       const extendAt = lock.expiresAt - policy.thresholdMs
@@ -35,21 +44,17 @@ export const keepAlive = (lock: LockState, policy: AutoExtend): Effect.Effect<vo
         yield* sleepUntil(extendAt, now)
         continue
       }
-      const result = yield* Effect.either(extend(lock, settings))
-      if (Either.isRight(result) || lock.status !== "held") continue
+      // The extension races the current expiry: past it, the lock is not guaranteed any more.
+      const result = yield* Effect.raceFirst(
+        Effect.either(extend(lock, settings)),
+        Effect.as(sleepUntil(lock.expiresAt, now), undefined)
+      )
+      if (result === undefined || Either.isRight(result) || lock.status !== "held") continue
+      if (result.left._tag === "LockLost") lastFailure = result.left
       const after = yield* Clock.currentTimeMillis
-      if (after >= lock.expiresAt) {
-        const failure = result.left
-        lock.markLost(
-          failure._tag === "LockLost"
-            ? failure
-            : new LockLost({ resources: lock.resources, reason: "unavailable", votes: [] })
-        )
-        return
-      }
       yield* sleepUntil(Math.min(lock.expiresAt, after + retryDelayMs), after)
     }
   }).pipe(Effect.catchAllDefect((defect) => {
-    lock.markLost(new LockLost({ resources: lock.resources, reason: "unavailable", votes: [] }))
+    lock.markLost(lossOf(lock, "unavailable"))
     return Effect.logError("effect-redlock: automatic extension failed", defect)
   }))
