@@ -182,7 +182,8 @@ const admin = <A>(port: number, timeout: Duration.Duration, f: (redis: Redis) =>
         enableOfflineQueue: false,
         enableReadyCheck: false,
         retryStrategy: () => null,
-        connectTimeout: Duration.toMillis(timeout)
+        connectTimeout: Duration.toMillis(timeout),
+        disconnectTimeout: 50
       })
       redis.on("error", (error) => connectionError ??= error)
       return redis
