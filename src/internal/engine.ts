@@ -235,10 +235,13 @@ export const tryLock = (
 /**
  * Resets the ttl on a quorum. A lock that is gone or taken on too many nodes is lost for good; one
  * that only could not be confirmed stays held until its current expiry, so the caller may retry.
+ * With `untilExpiry`, the round stops waiting at the lock's expiry: past it, a late confirmation
+ * is of no use to work that must stop.
  */
 export const extend = (
   lock: LockState,
-  settings: Settings
+  settings: Settings,
+  untilExpiry = false
 ): Effect.Effect<LockState, LockLost | InvalidArgument> =>
   Effect.suspend((): Effect.Effect<LockState, LockLost | InvalidArgument> => {
     const { engine } = lock
@@ -254,7 +257,8 @@ export const extend = (
         call: (node) => node.extend(keys, value, ttlMs),
         isGranted: (reply) => reply === 1,
         quorum: engine.quorum,
-        timeoutMs: settings.nodeTimeoutMs
+        timeoutMs: settings.nodeTimeoutMs,
+        deadline: untilExpiry ? lock.expiresAt : undefined
       }),
       (round): Effect.Effect<LockState, LockLost> => {
         const won = round.tally.granted >= engine.quorum

@@ -31,6 +31,8 @@ export interface RoundSpec {
   readonly isGranted: (reply: number) => boolean
   readonly quorum: number
   readonly timeoutMs: number
+  /** Give up waiting at this time (epoch ms) if it comes before the node timeout. */
+  readonly deadline?: number | undefined
   /**
    * Decide after this many answers instead of as soon as the quorum question is settled
    * (release). Nodes beyond it still get the call; the round just does not wait for them.
@@ -122,7 +124,10 @@ export const runRound = (spec: RoundSpec): Effect.Effect<Round> =>
         reply.then((value) => onReply(index, value), (error: unknown) => onError(index, error))
       }
       if (settleAfter !== undefined && settleAfter <= 0) return finish()
-      stopTimer = startTimer(clock, spec.timeoutMs, () => {
+      const timeoutMs = spec.deadline === undefined
+        ? spec.timeoutMs
+        : Math.max(0, Math.min(spec.timeoutMs, spec.deadline - startedAt))
+      stopTimer = startTimer(clock, timeoutMs, () => {
         if (done) return
         for (let index = 0; index < count; index++) {
           if (outcomes[index] === "pending") {

@@ -44,12 +44,9 @@ export const keepAlive = (lock: LockState, policy: AutoExtend): Effect.Effect<vo
         yield* sleepUntil(extendAt, now)
         continue
       }
-      // The extension races the current expiry: past it, the lock is not guaranteed any more.
-      const result = yield* Effect.raceFirst(
-        Effect.either(extend(lock, settings)),
-        Effect.as(sleepUntil(lock.expiresAt, now), undefined)
-      )
-      if (result === undefined || Either.isRight(result) || lock.status !== "held") continue
+      // The round gives up at the current expiry: past it, the lock is not guaranteed any more.
+      const result = yield* Effect.either(extend(lock, settings, true))
+      if (Either.isRight(result) || lock.status !== "held") continue
       if (result.left._tag === "LockLost") lastFailure = result.left
       const after = yield* Clock.currentTimeMillis
       yield* sleepUntil(Math.min(lock.expiresAt, after + retryDelayMs), after)

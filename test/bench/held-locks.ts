@@ -1,0 +1,83 @@
+/**
+ * Scenario d of the benchmark: the cost of holding many auto-extended locks. Acquires N locks
+ * with automatic extension, holds them for a window, and reports the client's CPU share and the
+ * extension commands Redis received per second, against the ideal of one extension round per
+ * lock per extension interval.
+ *
+ *   npx tsx test/bench/held-locks.ts [--nodes 3] [--ttl-ms 3000] [--window-s 12] [--counts 1000,10000]
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Scope from "effect/Scope"
+import * as Exit from "effect/Exit"
+import * as Lock from "../../src/Lock.js"
+import * as Redlock from "../../src/Redlock.js"
+import * as RedisNodes from "../support/RedisNodes.js"
+
+const flag = (name: string, fallback: string): string => {
+  const index = process.argv.indexOf(`--${name}`)
+  return index === -1 ? fallback : process.argv[index + 1] ?? fallback
+}
+
+const nodeCount = Number(flag("nodes", "3"))
+const ttlMs = Number(flag("ttl-ms", "3000"))
+const windowS = Number(flag("window-s", "12"))
+const counts = flag("counts", "1000,10000").split(",").map(Number)
+
+/** Extension calls (EVALSHA of the extend script) summed over nodes. */
+const evalshaCalls = (cluster: RedisNodes.RedisNodes) =>
+  Effect.map(
+    Effect.forEach(cluster.nodes, (node) => node.commandCalls),
+    (all) => all.reduce((sum, calls) => sum + (calls["evalsha"] ?? 0), 0)
+  )
+
+const measure = (cluster: RedisNodes.RedisNodes, redlock: Redlock.Redlock.Service, count: number) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const locks = yield* Effect.forEach(
+      Array.from({ length: count }, (_, index) => `held:${count}:${index}`),
+      (name) => Scope.extend(redlock.acquire(name, { ttl: ttlMs, autoExtend: true }), scope),
+      { concurrency: 64 }
+    )
+    // Let the acquisition burst settle into the steady extension rhythm before measuring.
+    yield* Effect.sleep(Duration.millis(ttlMs))
+    yield* Effect.forEach(cluster.nodes, (node) => node.resetStats, { discard: true })
+    const cpuBefore = process.cpuUsage()
+    const started = performance.now()
+    yield* Effect.sleep(Duration.seconds(windowS))
+    const elapsedS = (performance.now() - started) / 1000
+    const cpu = process.cpuUsage(cpuBefore)
+    const calls = yield* evalshaCalls(cluster)
+    const lost = (yield* Effect.forEach(locks, Lock.isHeld)).filter((held) => !held).length
+    yield* Scope.close(scope, Exit.void)
+
+    const intervalS = (ttlMs * 2) / 3 / 1000
+    const idealPerS = (count * nodeCount) / intervalS
+    return {
+      locks: count,
+      lost,
+      cpuPercentOfOneCore: Math.round(((cpu.user + cpu.system) / 1e6 / elapsedS) * 1000) / 10,
+      extendCommandsPerS: Math.round(calls / elapsedS),
+      idealCommandsPerS: Math.round(idealPerS),
+      roundsPerLockPerInterval: Math.round((calls / nodeCount / count / (elapsedS / intervalS)) * 100) / 100
+    }
+  })
+
+const program = Effect.gen(function*() {
+  const cluster = yield* RedisNodes.make(nodeCount)
+  const clients = yield* cluster.clients(process.argv.includes("--pipeline") ? { enableAutoPipelining: true } : {})
+  const redlock = yield* Redlock.make({ clients })
+  const rows = []
+  for (const count of counts) rows.push(yield* measure(cluster, redlock, count))
+  console.log(`held auto-extended locks: ${nodeCount} nodes, ttl ${ttlMs} ms (extension every ~${Math.round(ttlMs * 2 / 3)} ms), window ${windowS} s`)
+  console.table(rows)
+  return rows
+})
+
+Effect.runPromise(Effect.scoped(program)).then(
+  () => process.exit(0),
+  (error) => {
+    console.error(error)
+    process.exit(1)
+  }
+)
