@@ -4,6 +4,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
+import * as Tracer from "effect/Tracer"
 import * as Scope from "effect/Scope"
 import { Redis } from "ioredis"
 import * as Lock from "../src/Lock.js"
@@ -297,6 +298,35 @@ describe("Redlock scripts and clients", () => {
       assert.strictEqual(clients[0]!.listenerCount("error"), before)
       assert.strictEqual(yield* Effect.promise(() => clients[0]!.ping()), "PONG")
       assert.strictEqual(redlock.nodes, 1)
+    }))
+
+  it.scopedLive("operations record spans when the application installs a tracer", () =>
+    Effect.gen(function*() {
+      const { redlock } = yield* withRedlock(1)
+      const names: Array<string> = []
+      const native = yield* Effect.tracer
+      const recording = Tracer.make({
+        span: (name, ...rest) => {
+          names.push(name)
+          return native.span(name, ...rest)
+        },
+        context: native.context
+      })
+      const name = resource("traced")
+      yield* Effect.withTracer(
+        Effect.gen(function*() {
+          const lock = yield* redlock.lock(name)
+          yield* redlock.extend(lock)
+          yield* redlock.release(lock)
+          yield* redlock.withLock(Effect.void, name)
+          yield* Effect.scoped(redlock.acquire(name))
+        }),
+        recording
+      )
+      assert.deepStrictEqual(names, ["Redlock.lock", "Redlock.extend", "Redlock.release", "Redlock.withLock", "Redlock.acquire"])
+      names.length = 0
+      yield* redlock.withLock(Effect.void, name)
+      assert.deepStrictEqual(names, [], "the built-in tracer gets no spans")
     }))
 
   it.scopedLive("a lock is extended and released on the nodes of the instance that took it", () =>

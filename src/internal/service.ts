@@ -1,5 +1,4 @@
 /** The service's operations over an engine: validation, scoping, extension, spans. */
-import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -11,7 +10,6 @@ import { InvalidArgument, type LockLost } from "../RedlockError.js"
 import type {
   AcquireOptions,
   Body,
-  LockOptions,
   Redlock,
   ReleaseReport,
   Resources,
@@ -22,27 +20,31 @@ import * as engine from "./engine.js"
 import { keepAlive } from "./keepAlive.js"
 import { LockState } from "./lock.js"
 import * as options_ from "./options.js"
+import { traced } from "./tracing.js"
 
 /**
- * Runs the body in a child fiber while the lock holds. When the lock is lost, the body is
- * interrupted and the result is the `LockLost`. When the caller is interrupted, the body is
+ * Runs the body in a child fiber while a keeper fiber looks after the lock: it extends the lock
+ * (or, without automatic extension, waits for its expiry) and interrupts the body when the lock is
+ * lost, which makes the result the `LockLost`. When the caller is interrupted, the body is
  * interrupted and awaited, so its finalizers still run under the lock, before the release.
  */
-const guard = <A, E, R>(body: Body<A, E, R>, lock: Lock.Lock): Effect.Effect<A, E | LockLost, R> =>
-  Effect.uninterruptibleMask((restore) =>
-    Effect.gen(function*() {
-      const work = yield* Effect.fork(restore(typeof body === "function" ? Effect.suspend(() => body(lock)) : body))
-      const watcher = yield* Effect.fork(Effect.interruptible(
-        Effect.flatMap(Effect.flip(Lock.awaitLost(lock)), () => Fiber.interrupt(work))
-      ))
-      const exit = yield* restore(Fiber.await(work)).pipe(
-        Effect.onInterrupt(() => Fiber.interrupt(work)),
-        Effect.ensuring(Fiber.interrupt(watcher))
-      )
-      const lost = (lock as LockState).lostWith
-      return yield* lost !== undefined && Exit.isInterrupted(exit) ? Effect.fail(lost) : exit
-    })
-  )
+const guard = <A, E, R>(
+  body: Body<A, E, R>,
+  lock: LockState,
+  restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>
+): Effect.Effect<A, E | LockLost, R> =>
+  Effect.gen(function*() {
+    const policy = lock.settings.autoExtend
+    const watch = policy === undefined ? Effect.ignore(Lock.awaitLost(lock)) : keepAlive(lock, policy)
+    const work = yield* Effect.fork(restore(typeof body === "function" ? Effect.suspend(() => body(lock)) : body))
+    const keeper = yield* Effect.fork(Effect.interruptible(Effect.zipRight(watch, Fiber.interrupt(work))))
+    const exit = yield* restore(Fiber.await(work)).pipe(
+      Effect.onInterrupt(() => Fiber.interrupt(work)),
+      Effect.ensuring(Fiber.interrupt(keeper))
+    )
+    const lost = lock.lostWith
+    return yield* lost !== undefined && Exit.isInterrupted(exit) ? Effect.fail(lost) : exit
+  })
 
 /** Whether `withLock`'s first argument is the body (data-first) rather than the resources. */
 export const isBody = (args: IArguments): boolean => Effect.isEffect(args[0]) || typeof args[0] === "function"
@@ -96,53 +98,72 @@ export const makeService = (instance: engine.Engine): Redlock.Service => {
       ))
 
 
+  /** Acquires, runs the body guarded, releases: no Scope, one keeper fiber per lock. */
+  const withLockIn = <A, E, R, E2>(
+    body: Body<A, E, R>,
+    resources: Resources,
+    options: AcquireOptions | undefined,
+    take: (target: engine.Target, settings: options_.Settings) => Effect.Effect<Option.Option<LockState>, E2>
+  ): Effect.Effect<Option.Option<A>, E | E2 | InvalidArgument | LockLost, R> =>
+    Effect.flatMap(prepare(resources, options, true), ({ settings, target }) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(restore(take(target, settings)), (taken) => {
+          if (Option.isNone(taken)) return Effect.succeedNone
+          const lock = taken.value
+          lock.autoExtending = settings.autoExtend !== undefined
+          return Effect.asSome(guard(body, lock, restore)).pipe(Effect.ensuring(releaseQuietly(lock)))
+        })
+      ))
+
   const withLock: WithLock = dual(
     isBody,
     <A, E, R>(body: Body<A, E, R>, resources: Resources, options?: AcquireOptions) =>
-      Effect.scoped(Effect.flatMap(acquireIn(resources, options, true), (lock) => guard(body, lock))).pipe(
-        Effect.withSpan("Redlock.withLock")
+      traced(
+        "Redlock.withLock",
+        Effect.map(
+          withLockIn(body, resources, options, (target, settings) =>
+            Effect.asSome(engine.lock(instance, target, settings))),
+          Option.getOrThrow
+        )
       )
   )
 
   const tryWithLock: TryWithLock = dual(
     isBody,
     <A, E, R>(body: Body<A, E, R>, resources: Resources, options?: AcquireOptions) =>
-      Effect.scoped(Effect.flatMap(
-        tryAcquireIn(resources, options, true),
-        Option.match({
-          onNone: () => Effect.succeedNone,
-          onSome: (lock) => Effect.asSome(guard(body, lock))
-        })
-      )).pipe(Effect.withSpan("Redlock.tryWithLock"))
+      traced(
+        "Redlock.tryWithLock",
+        withLockIn(body, resources, options, (target, settings) => engine.tryLock(instance, target, settings))
+      )
   )
 
   return {
     nodes: instance.nodes.length,
     quorum: instance.quorum,
-    acquire: Effect.fn("Redlock.acquire")(function*(resources: Resources, options?: AcquireOptions) {
-      return yield* acquireIn(resources, options, undefined)
-    }),
-    tryAcquire: Effect.fn("Redlock.tryAcquire")(function*(resources: Resources, options?: AcquireOptions) {
-      return yield* tryAcquireIn(resources, options, undefined)
-    }),
+    acquire: (resources, options) => traced("Redlock.acquire", acquireIn(resources, options, undefined)),
+    tryAcquire: (resources, options) => traced("Redlock.tryAcquire", tryAcquireIn(resources, options, undefined)),
     withLock,
     tryWithLock,
-    lock: Effect.fn("Redlock.lock")(function*(resources: Resources, options?: LockOptions) {
-      const { settings, target } = yield* prepare(resources, options, undefined)
-      return yield* engine.lock(instance, target, settings)
-    }),
-    extend: Effect.fn("Redlock.extend")(function*(lock: Lock.Lock, ttl?: Duration.DurationInput) {
-      if (!(lock instanceof LockState)) return yield* notALock()
-      const settings = ttl === undefined
-        ? lock.settings
-        : yield* options_.validate(() => options_.resolve(lock.settings, { ttl }, undefined))
-      return yield* engine.extend(lock, settings)
-    }),
-    release: Effect.fn("Redlock.release")(function*(lock: Lock.Lock) {
-      // Release cannot fail: a value that is not a lock handle got past the types, a defect.
-      if (!(lock instanceof LockState)) return yield* Effect.die(notALock())
-      return yield* engine.release(lock)
-    })
+    lock: (resources, options) =>
+      traced(
+        "Redlock.lock",
+        Effect.flatMap(prepare(resources, options, undefined), ({ settings, target }) =>
+          engine.lock(instance, target, settings))
+      ),
+    extend: (lock, ttl) =>
+      traced(
+        "Redlock.extend",
+        Effect.suspend(() => {
+          if (!(lock instanceof LockState)) return Effect.fail(notALock())
+          const settings = ttl === undefined
+            ? Effect.succeed(lock.settings)
+            : options_.validate(() => options_.resolve(lock.settings, { ttl }, undefined))
+          return Effect.flatMap(settings, (settings) => engine.extend(lock, settings))
+        })
+      ),
+    // Release cannot fail: a value that is not a lock handle got past the types, a defect.
+    release: (lock) =>
+      traced("Redlock.release", lock instanceof LockState ? engine.release(lock) : Effect.die(notALock()))
   }
 }
 
