@@ -38,7 +38,10 @@ export interface RoundSpec {
    * (release). Nodes beyond it still get the call; the round just does not wait for them.
    */
   readonly settleAfter?: number | undefined
-  /** Runs when the waiting fiber is interrupted; the round's timer is cancelled first. */
+  /**
+   * Runs when the waiting fiber is interrupted; the round's timer is cancelled first. Without it,
+   * an interrupted round's timer simply runs out (at most one node timeout).
+   */
   readonly onInterrupt?: Effect.Effect<void> | undefined
 }
 
@@ -74,17 +77,11 @@ export const runRound = (spec: RoundSpec): Effect.Effect<Round> =>
       let done = false
       let stopTimer: () => void = () => {}
 
+      // Nothing is recorded after the decision, so the round can hand out its own arrays.
       const finish = () => {
         done = true
         stopTimer()
-        resume(Effect.succeed({
-          startedAt,
-          decidedAt: clock.unsafeCurrentTimeMillis(),
-          tally: { ...tally },
-          outcomes: outcomes.slice(),
-          replies: replies.slice(),
-          errors: errors.slice()
-        }))
+        resume(Effect.succeed({ startedAt, decidedAt: clock.unsafeCurrentTimeMillis(), tally, outcomes, replies, errors }))
       }
       const { settleAfter } = spec
       const isDecided = () =>
@@ -137,10 +134,13 @@ export const runRound = (spec: RoundSpec): Effect.Effect<Round> =>
         }
         finish()
       })
+      // Only rounds with clean-up work pay for a canceler; others let their timer run out.
+      const { onInterrupt } = spec
+      if (onInterrupt === undefined) return
       return Effect.suspend(() => {
         done = true
         stopTimer()
-        return spec.onInterrupt ?? Effect.void
+        return onInterrupt
       })
     })
   )

@@ -8,8 +8,12 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
+import * as Runtime from "effect/Runtime"
+import * as Lock from "../Lock.js"
 import { LockLost } from "../RedlockError.js"
 import { extend } from "./engine.js"
+import { startTimer } from "./fanout.js"
 import type { LockState } from "./lock.js"
 import type { AutoExtend } from "./options.js"
 
@@ -55,3 +59,36 @@ export const keepAlive = (lock: LockState, policy: AutoExtend): Effect.Effect<vo
     lock.markLost(lossOf(lock, "unavailable"))
     return Effect.logError("effect-redlock: automatic extension failed", defect)
   }))
+
+/** A running keeper: `stop` ends it and waits until it has. */
+export interface Keeper {
+  readonly stop: Effect.Effect<void>
+}
+
+/**
+ * Looks after a held lock in the background: extends it when automatic extension is on, else
+ * watches its expiry; runs `onLost` once the lock is lost. No fiber exists until the first
+ * extension (or the expiry) is due, so a lock released before then costs one timer.
+ */
+export const startKeeper = (lock: LockState, onLost: Effect.Effect<void>): Effect.Effect<Keeper> =>
+  Effect.clockWith((clock) =>
+    Effect.map(Effect.runtime<never>(), (runtime): Keeper => {
+      const policy = lock.settings.autoExtend
+      lock.autoExtending = policy !== undefined
+      const watch = policy === undefined ? Effect.ignore(Lock.awaitLost(lock)) : keepAlive(lock, policy)
+      const dueAt = policy === undefined ? lock.expiresAt : lock.expiresAt - policy.thresholdMs
+      let fiber: Fiber.RuntimeFiber<void> | undefined
+      let stopped = false
+      const cancel = startTimer(clock, Math.max(0, dueAt - clock.unsafeCurrentTimeMillis()), () => {
+        // The runtime may come from an uninterruptible region: the keeper itself must stay stoppable.
+        if (!stopped) fiber = Runtime.runFork(runtime)(Effect.interruptible(Effect.zipRight(watch, onLost)))
+      })
+      return {
+        stop: Effect.suspend(() => {
+          stopped = true
+          cancel()
+          return fiber === undefined ? Effect.void : Fiber.interrupt(fiber)
+        })
+      }
+    })
+  )

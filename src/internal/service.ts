@@ -17,7 +17,7 @@ import type {
   WithLock
 } from "../Redlock.js"
 import * as engine from "./engine.js"
-import { keepAlive } from "./keepAlive.js"
+import { startKeeper } from "./keepAlive.js"
 import { LockState } from "./lock.js"
 import * as options_ from "./options.js"
 import { traced } from "./tracing.js"
@@ -34,13 +34,11 @@ const guard = <A, E, R>(
   restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>
 ): Effect.Effect<A, E | LockLost, R> =>
   Effect.gen(function*() {
-    const policy = lock.settings.autoExtend
-    const watch = policy === undefined ? Effect.ignore(Lock.awaitLost(lock)) : keepAlive(lock, policy)
     const work = yield* Effect.fork(restore(typeof body === "function" ? Effect.suspend(() => body(lock)) : body))
-    const keeper = yield* Effect.fork(Effect.interruptible(Effect.zipRight(watch, Fiber.interrupt(work))))
+    const keeper = yield* startKeeper(lock, Fiber.interrupt(work))
     const exit = yield* restore(Fiber.await(work)).pipe(
       Effect.onInterrupt(() => Fiber.interrupt(work)),
-      Effect.ensuring(Fiber.interrupt(keeper))
+      Effect.ensuring(keeper.stop)
     )
     const lost = lock.lostWith
     return yield* lost !== undefined && Exit.isInterrupted(exit) ? Effect.fail(lost) : exit
@@ -73,13 +71,11 @@ export const makeService = (instance: engine.Engine): Redlock.Service => {
   const releaseQuietly = (lock: LockState) =>
     Effect.flatMap(engine.release(lock, instance.quorum), (report) => logReleaseProblems(lock, report))
 
-  /** Puts a fresh lock under the scope: release as its finalizer, and the extension fiber. */
+  /** Puts a fresh lock under the scope: its release, and its extension, end with the scope. */
   const manage = (lock: LockState): Effect.Effect<Lock.Lock, never, Scope.Scope> => {
-    const policy = lock.settings.autoExtend
-    const guarded = Effect.as(Effect.addFinalizer(() => releaseQuietly(lock)), lock)
-    if (policy === undefined) return guarded
-    lock.autoExtending = true
-    return Effect.zipLeft(guarded, Effect.forkScoped(Effect.interruptible(keepAlive(lock, policy))))
+    if (lock.settings.autoExtend === undefined) return Effect.as(Effect.addFinalizer(() => releaseQuietly(lock)), lock)
+    return Effect.flatMap(startKeeper(lock, Effect.void), (keeper) =>
+      Effect.as(Effect.addFinalizer(() => Effect.zipRight(keeper.stop, releaseQuietly(lock))), lock))
   }
 
   const acquireIn = (resources: Resources, options: AcquireOptions | undefined, autoExtend: boolean | undefined) =>
@@ -110,7 +106,6 @@ export const makeService = (instance: engine.Engine): Redlock.Service => {
         Effect.flatMap(restore(take(target, settings)), (taken) => {
           if (Option.isNone(taken)) return Effect.succeedNone
           const lock = taken.value
-          lock.autoExtending = settings.autoExtend !== undefined
           return Effect.asSome(guard(body, lock, restore)).pipe(Effect.ensuring(releaseQuietly(lock)))
         })
       ))

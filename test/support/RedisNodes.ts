@@ -315,10 +315,12 @@ const makeNode = (
       const instance = current!
       const deadline = Date.now() + Duration.toMillis(config.startTimeout)
       while (true) {
-        const info = yield* admin(port, Duration.millis(500), (redis) => redis.info("server"), "INFO").pipe(
-          Effect.option
-        )
-        if (info._tag === "Some" && info.value.includes(`process_id:${instance.pid}\r`)) return
+        // INFO answers while the dataset is still loading; a node is ready once it is ours and loaded.
+        const info = yield* admin(port, Duration.millis(500), (redis) => redis.info(), "INFO").pipe(Effect.option)
+        if (
+          info._tag === "Some" && info.value.includes(`process_id:${instance.pid}\r`) &&
+          info.value.includes("loading:0\r")
+        ) return
         if (!(yield* isRunning(instance))) {
           const detail = yield* describeExit(instance)
           return yield* new RedisNodesError({
