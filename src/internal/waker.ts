@@ -16,7 +16,9 @@ const channelOf = (key: string): string => channelPrefix + key
 
 /** One waiter's view of the release announcements for its keys. */
 export interface Listener {
-  /** Waits up to `ms` for an announcement since the last wait; true when one came. */
+  /** Whether other waiters of this instance were already listening on these keys when it joined. */
+  readonly queued: boolean
+  /** Waits up to `ms` for its turn since the last wait; true when a release handed it one. */
   readonly wait: (ms: number) => Effect.Effect<boolean>
 }
 
@@ -24,68 +26,96 @@ export interface Listener {
 export interface Waker {
   /** Listens on the keys' channels until the scope closes; ready once every node confirmed or `timeoutMs` passed. */
   readonly listen: (keys: ReadonlyArray<string>, timeoutMs: number) => Effect.Effect<Listener, never, Scope.Scope>
+  /** Whether waiters of this instance are queued on any of the keys. */
+  readonly isQueued: (keys: ReadonlyArray<string>) => boolean
 }
 
 interface Waiter {
-  /** The nodes that announced a release since the last wait. */
-  readonly heard: Set<number>
   notified: boolean
   wake: (() => void) | undefined
 }
+
+interface Channel {
+  /** In turn order: a waiter that was handed a turn moves to the back. */
+  readonly waiters: Set<Waiter>
+  /** Per release (told apart by the owner value's digest), the nodes that announced it. */
+  readonly heard: Map<string, Set<number>>
+}
+
+/** Releases remembered per channel: late announcements of older ones must not add up to a quorum. */
+const rememberedReleases = 16
 
 type Subscriber = Pick<Client, "subscribe" | "unsubscribe" | "on" | "disconnect">
 
 const ignore = () => {}
 
 /**
- * Builds the waker of an instance; its subscriber connections close with the scope. A waiter is
- * woken once a quorum of nodes announced a release: waking on the first would mostly make it try
- * before the other nodes have deleted the key.
+ * Builds the waker of an instance; its subscriber connections close with the scope. A release
+ * hands a turn to one waiter of the key, in turn order, once a quorum of nodes announced that
+ * same release:
+ * waking on the first announcement would mostly make it try before the other nodes deleted the
+ * key, and waking every waiter would send them all to Redis for one lock.
  */
 export const make = (clients: ReadonlyArray<Client>, quorum: number): Effect.Effect<Waker, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const waiters = new Map<string, Set<Waiter>>()
+    const channels = new Map<string, Channel>()
     let subscribers: ReadonlyArray<Subscriber> | undefined
-    const announce = (node: number, channel: string) => {
-      for (const waiter of waiters.get(channel) ?? []) {
-        waiter.heard.add(node)
-        if (waiter.heard.size < quorum) continue
-        waiter.notified = true
-        const wake = waiter.wake
-        waiter.wake = undefined
-        wake?.()
+    const announce = (node: number, name: string, release: string) => {
+      const channel = channels.get(name)
+      if (channel === undefined) return
+      let nodes = channel.heard.get(release)
+      if (nodes === undefined) {
+        if (channel.heard.size >= rememberedReleases) channel.heard.delete(channel.heard.keys().next().value!)
+        nodes = new Set()
+        channel.heard.set(release, nodes)
       }
+      nodes.add(node)
+      if (nodes.size !== quorum) return
+      const [next] = channel.waiters
+      if (next === undefined) return
+      channel.waiters.delete(next)
+      channel.waiters.add(next)
+      next.notified = true
+      const wake = next.wake
+      next.wake = undefined
+      wake?.()
     }
     const open = (): ReadonlyArray<Subscriber> =>
       subscribers ??= clients.map((client, node) => {
         const subscriber: Subscriber = client.duplicate()
         subscriber.on("error", ignore)
-        subscriber.on("message", (channel: string) => announce(node, channel))
+        subscriber.on("message", (name: string, release: string) => announce(node, name, release))
         return subscriber
       })
     yield* Effect.addFinalizer(() => Effect.sync(() => subscribers?.forEach((subscriber) => subscriber.disconnect())))
 
-    const leave = (channels: ReadonlyArray<string>, waiter: Waiter) => {
-      const emptied = channels.filter((channel) => {
-        const set = waiters.get(channel)
-        set?.delete(waiter)
-        if (set === undefined || set.size > 0) return false
-        waiters.delete(channel)
+    const leave = (names: ReadonlyArray<string>, waiter: Waiter) => {
+      const emptied = names.filter((name) => {
+        const channel = channels.get(name)
+        channel?.waiters.delete(waiter)
+        if (channel === undefined || channel.waiters.size > 0) return false
+        channels.delete(name)
         return true
       })
       if (emptied.length > 0) for (const subscriber of open()) subscriber.unsubscribe(...emptied).catch(ignore)
     }
 
-    const join = (channels: ReadonlyArray<string>, waiter: Waiter, timeoutMs: number) =>
+    /** Adds the waiter to every channel, subscribing to new ones; true if a channel had waiters already. */
+    const join = (names: ReadonlyArray<string>, waiter: Waiter, timeoutMs: number) =>
       Effect.clockWith((clock) =>
-        Effect.async<void>((resume) => {
-          const fresh = channels.filter((channel) => {
-            const set = waiters.get(channel)
-            if (set !== undefined) return set.add(waiter) && false
-            waiters.set(channel, new Set([waiter]))
+        Effect.async<boolean>((resume) => {
+          let queued = false
+          const fresh = names.filter((name) => {
+            const channel = channels.get(name)
+            if (channel !== undefined) {
+              queued ||= channel.waiters.size > 0
+              channel.waiters.add(waiter)
+              return false
+            }
+            channels.set(name, { waiters: new Set([waiter]), heard: new Map() })
             return true
           })
-          if (fresh.length === 0) return resume(Effect.void)
+          if (fresh.length === 0) return resume(Effect.succeed(queued))
           const all = open()
           let pending = all.length
           let done = false
@@ -93,7 +123,7 @@ export const make = (clients: ReadonlyArray<Client>, quorum: number): Effect.Eff
             if (done) return
             done = true
             stop()
-            resume(Effect.void)
+            resume(Effect.succeed(queued))
           }
           const stop = startTimer(clock, timeoutMs, finish)
           for (const subscriber of all) {
@@ -102,39 +132,38 @@ export const make = (clients: ReadonlyArray<Client>, quorum: number): Effect.Eff
         })
       )
 
+    const waitFor = (waiter: Waiter, ms: number) =>
+      Effect.clockWith((clock) =>
+        Effect.async<boolean>((resume) => {
+          if (waiter.notified) {
+            waiter.notified = false
+            return resume(Effect.succeed(true))
+          }
+          const stop = startTimer(clock, ms, () => {
+            waiter.wake = undefined
+            resume(Effect.succeed(false))
+          })
+          waiter.wake = () => {
+            stop()
+            waiter.notified = false
+            resume(Effect.succeed(true))
+          }
+          return Effect.sync(() => {
+            stop()
+            waiter.wake = undefined
+          })
+        })
+      )
+
     const listen = (keys: ReadonlyArray<string>, timeoutMs: number) => {
-      const channels = keys.map(channelOf)
-      const waiter: Waiter = { heard: new Set(), notified: false, wake: undefined }
-      const listener: Listener = {
-        wait: (ms) =>
-          Effect.clockWith((clock) =>
-            Effect.async<boolean>((resume) => {
-              if (waiter.notified) {
-                waiter.notified = false
-                waiter.heard.clear()
-                return resume(Effect.succeed(true))
-              }
-              const stop = startTimer(clock, ms, () => {
-                waiter.wake = undefined
-                resume(Effect.succeed(false))
-              })
-              waiter.wake = () => {
-                stop()
-                waiter.notified = false
-                waiter.heard.clear()
-                resume(Effect.succeed(true))
-              }
-              return Effect.sync(() => {
-                stop()
-                waiter.wake = undefined
-              })
-            })
-          )
-      }
+      const names = keys.map(channelOf)
+      const waiter: Waiter = { notified: false, wake: undefined }
       return Effect.acquireRelease(
-        Effect.as(join(channels, waiter, timeoutMs), listener),
-        () => Effect.sync(() => leave(channels, waiter))
+        Effect.map(join(names, waiter, timeoutMs), (queued): Listener => ({ queued, wait: (ms) => waitFor(waiter, ms) })),
+        () => Effect.sync(() => leave(names, waiter))
       )
     }
-    return { listen }
+    const isQueued = (keys: ReadonlyArray<string>) =>
+      channels.size > 0 && keys.some((key) => channels.has(channelOf(key)))
+    return { listen, isQueued }
   })
