@@ -20,6 +20,7 @@ import type { NodeOutcome } from "../../src/RedlockError.js"
 import * as RedisNodes from "../support/RedisNodes.js"
 import { resource } from "../support/setup.js"
 import * as Proxy from "./support/Proxy.js"
+import { awaitReady, client } from "./support/clients.js"
 
 type State = "free" | "down" | "held"
 
@@ -55,21 +56,6 @@ interface Env {
   readonly admin: ReadonlyArray<Redis>
 }
 
-const client = (port: number, options: Record<string, unknown> = {}) =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const redis = new Redis({ host: "127.0.0.1", port, ...options })
-      redis.on("error", () => {})
-      return redis
-    }),
-    (redis) => Effect.sync(() => redis.disconnect())
-  )
-
-const awaitReady = (redis: Redis) =>
-  Effect.gen(function*() {
-    const until = Date.now() + 5_000
-    while (redis.status !== "ready" && Date.now() < until) yield* Effect.sleep("5 millis")
-  })
 
 /** Runs one row of the table and checks it; returns the outcome. */
 const row = (env: Env, assignment: ReadonlyArray<State>, downIsDeadClient: boolean) =>

@@ -25,23 +25,8 @@ import * as Redlock from "../../src/Redlock.js"
 import * as RedlockError from "../../src/RedlockError.js"
 import * as RedisNodes from "../support/RedisNodes.js"
 import { resource } from "../support/setup.js"
+import { awaitReady, client } from "./support/clients.js"
 
-const client = (port: number, options: RedisOptions = {}) =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const redis = new Redis({ host: "127.0.0.1", port, ...options })
-      redis.on("error", () => {})
-      return redis
-    }),
-    (redis) => Effect.sync(() => redis.disconnect())
-  )
-
-const awaitReady = (redis: Redis) =>
-  Effect.gen(function*() {
-    const until = Date.now() + 5_000
-    while (redis.status !== "ready" && Date.now() < until) yield* Effect.sleep("5 millis")
-    return redis
-  })
 
 /** One client per node, connected (a lock decides on a quorum; the last node may answer later). */
 const clientsOf = (cluster: RedisNodes.RedisNodes, options?: RedisOptions) =>

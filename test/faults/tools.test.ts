@@ -9,29 +9,13 @@ import * as RedisNodes from "../support/RedisNodes.js"
 import * as Ledger from "./support/Ledger.js"
 import * as Proxy from "./support/Proxy.js"
 import { sweep } from "./support/Sweep.js"
+import { awaitReady, client } from "./support/clients.js"
 
-const client = (port: number) =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const redis = new Redis({
-        host: "127.0.0.1",
-        port,
-        maxRetriesPerRequest: 0,
-        enableOfflineQueue: false,
-        retryStrategy: () => 20
-      })
-      redis.on("error", () => {})
-      return redis
-    }),
-    (redis) => Effect.sync(() => redis.disconnect())
-  )
+const toolClient = (port: number) =>
+  client(port, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 20 })
 
 const ready = (redis: Redis) =>
-  Effect.gen(function*() {
-    const until = Date.now() + 5_000
-    while (redis.status !== "ready" && Date.now() < until) yield* Effect.sleep("5 millis")
-    assert.strictEqual(redis.status, "ready")
-  })
+  Effect.map(awaitReady(redis), (redis) => assert.strictEqual(redis.status, "ready"))
 
 /** PING with a deadline: the reply, the error's message, or "timeout". */
 const ping = (redis: Redis, ms: number) =>
@@ -46,7 +30,7 @@ describe("TCP proxy", () => {
     Effect.gen(function*() {
       const { nodes } = yield* RedisNodes.make(1)
       const proxy = yield* Proxy.make(nodes[0]!)
-      const redis = yield* client(proxy.port)
+      const redis = yield* toolClient(proxy.port)
       yield* ready(redis)
       assert.strictEqual(yield* ping(redis, 1_000), "PONG")
       assert.strictEqual(proxy.connections(), 1)
