@@ -10,7 +10,7 @@ import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as Redlock from "../src/Redlock.js"
 import * as RedisNodes from "./support/RedisNodes.js"
-import { resource } from "./support/setup.js"
+import { eventually, resource } from "./support/setup.js"
 
 /** Client connections a node sees, from CLIENT LIST, excluding the one asking. */
 const connections = (node: RedisNodes.RedisNode) =>
@@ -28,7 +28,11 @@ describe("layers", () => {
       const name = resource("layer")
       yield* Effect.scoped(Effect.gen(function*() {
         const lock = yield* Redlock.acquire(name)
-        for (const node of cluster.nodes) assert.strictEqual(yield* node.get(`app:${name}`), lock.value)
+        const values = yield* eventually(
+          Effect.forEach(cluster.nodes, (node) => node.get(`app:${name}`)),
+          (values) => values.every((value) => value === lock.value)
+        )
+        assert.deepStrictEqual(values, [lock.value, lock.value, lock.value])
         const pttl = yield* cluster.nodes[0]!.pttl(`app:${name}`)
         assert.isTrue(pttl > 1_000 && pttl <= 2_000)
       })).pipe(Effect.provide(context))
@@ -82,7 +86,10 @@ describe("layers", () => {
       const name = resource("config")
       const pttl = yield* Effect.scoped(Effect.gen(function*() {
         yield* Redlock.acquire(name)
-        return yield* Effect.forEach(cluster.nodes, (node) => node.pttl(name))
+        return yield* eventually(
+          Effect.forEach(cluster.nodes, (node) => node.pttl(name)),
+          (pttl) => pttl.every((ms) => ms > 0)
+        )
       })).pipe(Effect.provide(RedlockLive), Effect.withConfigProvider(provider))
       assert.isTrue(pttl.every((ms) => ms > 2_000 && ms <= 3_000))
 

@@ -20,9 +20,10 @@ describe.each([1, 3, 5])("Redlock on %i node(s)", (n) => {
 
   it.scopedLive("a second owner is refused until the first releases, then gets the lock at once", () =>
     Effect.gen(function*() {
-      const { cluster, redlock } = yield* withRedlock(n)
+      const { cluster, redlock, settle } = yield* withRedlock(n)
       const name = resource("contended")
       const first = yield* redlock.lock(name, { ttl: "10 seconds" })
+      yield* settle
       assert.strictEqual(first.attempts, 1)
       assert.deepStrictEqual(first.resources, [name])
       for (const node of cluster.nodes) assert.strictEqual(yield* node.get(name), first.value)
@@ -144,12 +145,13 @@ describe.each([1, 3, 5])("Redlock on %i node(s)", (n) => {
 
   it.scopedLive("extend keeps the key past the first ttl; after expiry it is LockLost and recreates nothing", () =>
     Effect.gen(function*() {
-      const { cluster, redlock } = yield* withRedlock(n)
+      const { cluster, redlock, settle } = yield* withRedlock(n)
       const name = resource("extend")
       const lock = yield* redlock.lock(name, { ttl: "300 millis" })
       const firstExpiry = lock.expiresAt
       yield* Effect.sleep("150 millis")
       yield* redlock.extend(lock, "600 millis")
+      yield* settle
       assert.isTrue(lock.expiresAt > firstExpiry)
       assert.strictEqual(lock.extensions, 1)
       yield* Effect.sleep("300 millis")
@@ -186,10 +188,13 @@ describe.each([1, 3, 5])("Redlock on %i node(s)", (n) => {
 
   it.scopedLive("the scope's close releases the keys on every node: success, failure, interruption", () =>
     Effect.gen(function*() {
-      const { cluster, redlock } = yield* withRedlock(n)
+      const { cluster, redlock, settle } = yield* withRedlock(n)
       const held = (name: string) =>
-        Effect.forEach(cluster.nodes, (node) => node.get(name)).pipe(
-          Effect.map((values) => values.filter((value) => value !== null).length)
+        Effect.zipRight(
+          settle,
+          Effect.forEach(cluster.nodes, (node) => node.get(name)).pipe(
+            Effect.map((values) => values.filter((value) => value !== null).length)
+          )
         )
 
       const ok = resource("scope-ok")
@@ -231,15 +236,17 @@ describe.each([1, 3, 5])("Redlock on %i node(s)", (n) => {
 
   it.scopedLive("multi-resource locks are all or nothing on every node", () =>
     Effect.gen(function*() {
-      const { cluster, redlock } = yield* withRedlock(n)
+      const { cluster, redlock, settle } = yield* withRedlock(n)
       const [a, b, c] = [resource("multi-a"), resource("multi-b"), resource("multi-c")]
       const both = yield* redlock.lock([a, b])
+      yield* settle
       for (const node of cluster.nodes) {
         assert.strictEqual(yield* node.get(a), both.value)
         assert.strictEqual(yield* node.get(b), both.value)
       }
       const overlap = yield* Effect.flip(redlock.lock([b, c], { retry: { times: 0 } }))
       assert.strictEqual(overlap._tag, "LockContended")
+      yield* settle
       for (const node of cluster.nodes) assert.isNull(yield* node.get(c))
       yield* redlock.release(both)
       const again = yield* redlock.lock([b, c], { retry: { times: 0 } })
@@ -336,6 +343,7 @@ describe("Redlock scripts and clients", () => {
       const name = resource("foreign")
       const lock = yield* first.redlock.lock(name)
       yield* second.redlock.extend(lock, "20 seconds")
+      yield* first.settle
       assert.isTrue((yield* first.cluster.nodes[0]!.pttl(name)) > 10_000)
       const report = yield* second.redlock.release(lock)
       assert.strictEqual(report.released, 3)

@@ -1,6 +1,6 @@
 /** Shared test setup: real nodes, one ioredis client per node, and a Redlock over them. */
 import * as Effect from "effect/Effect"
-import type { RedisOptions } from "ioredis"
+import type { Redis, RedisOptions } from "ioredis"
 import * as Redlock from "../../src/Redlock.js"
 import * as RedisNodes from "./RedisNodes.js"
 
@@ -10,6 +10,18 @@ export interface SetupOptions extends Omit<Redlock.InstanceOptions, "keyPrefix">
   readonly nodeArgs?: ReadonlyArray<string>
 }
 
+/**
+ * Waits until the clients' nodes have executed everything sent on them so far (a PING answers
+ * after them). An operation decides on a quorum and does not wait for the slowest node, so a test
+ * that reads every node right after it must settle first.
+ */
+export const settle = (clients: ReadonlyArray<Redis>) =>
+  Effect.forEach(
+    clients,
+    (client) => Effect.ignore(Effect.timeout(Effect.tryPromise(() => client.ping()), "1 second")),
+    { concurrency: "unbounded", discard: true }
+  )
+
 /** Starts `n` nodes and a Redlock over clients to them, all closed with the scope. */
 export const withRedlock = (n: number, options: SetupOptions = {}) =>
   Effect.gen(function*() {
@@ -17,12 +29,29 @@ export const withRedlock = (n: number, options: SetupOptions = {}) =>
     const cluster = yield* RedisNodes.make(n, { args: nodeArgs })
     const clients = yield* cluster.clients(redisOptions)
     const redlock = yield* Redlock.make({ ...instance, clients })
-    return { cluster, nodes: cluster.nodes, clients, redlock }
+    return { cluster, nodes: cluster.nodes, clients, redlock, settle: settle(clients) }
   })
 
-/** The keys on every node that match a pattern, node by node. */
+/** Reads until `done` holds, at most about two seconds, and returns the last reading. */
+export const eventually = <A, E>(read: Effect.Effect<A, E>, done: (value: A) => boolean) =>
+  Effect.gen(function*() {
+    let value = yield* read
+    for (let tries = 0; tries < 200 && !done(value); tries++) {
+      yield* Effect.sleep("10 millis")
+      value = yield* read
+    }
+    return value
+  })
+
+/**
+ * The keys on every node that match a pattern, node by node, once none is left or about two
+ * seconds passed: releases and clean-ups reach the slowest node after the operation returned.
+ */
 export const keysEverywhere = (cluster: RedisNodes.RedisNodes, pattern = "*") =>
-  Effect.forEach(cluster.nodes, (node) => node.keys(pattern))
+  eventually(
+    Effect.forEach(cluster.nodes, (node) => node.keys(pattern)),
+    (perNode) => perNode.every((keys) => keys.length === 0)
+  )
 
 /** A resource name unique to the calling test. */
 let counter = 0
