@@ -12,6 +12,7 @@ import { RedlockMutex } from "redis-semaphore"
 import { createRedlock, IoredisAdapter, type Lock as UniversalLock, type LockHandle } from "redlock-universal"
 import Redlock4 from "redlock4"
 import Redlock5 from "redlock5"
+import PromiseRedlock from "../../src/promise.js"
 import type * as Redlock from "../../src/Redlock.js"
 import { type EffectVariant, primeEffect, runEffectWorkload } from "./effect.js"
 import { type PromiseLocker, runPromiseWorkload, type RunSample, type Scenario } from "./workload.js"
@@ -240,6 +241,19 @@ export const redlock5: Impl = promiseImpl(
   }
 )
 
+export const effectPromise: Impl = promiseImpl(
+  "effect-redlock/promise",
+  "effect",
+  "the Promise façade, as a node-redlock user: new Redlock(clients).acquire([resource], ttl) / release(lock); retry 200 ± 100 ms",
+  (clients, settings) => {
+    const redlock = new PromiseRedlock(clients, { retryCount: settings.retryCount, retryDelay: 200, retryJitter: 100 })
+    return {
+      acquire: (resource) => redlock.acquire([resource], settings.ttlMs),
+      release: (lock) => redlock.release(lock)
+    }
+  }
+)
+
 export const sesame: Impl = promiseImpl(
   "@sesamecare-oss/redlock@1.4.0",
   "peer",
@@ -304,6 +318,7 @@ export const allImpls: ReadonlyArray<Impl> = [
   effectLock,
   effectAcquire,
   effectWithLock,
+  effectPromise,
   redlock4,
   redlock5,
   sesame,

@@ -133,6 +133,9 @@ const renderEntry = (moduleName: string, entry: Entry, checker: ts.TypeChecker, 
   return lines.join("\n")
 }
 
+/** Public modules reached by their own subpath rather than through `src/index.ts`. */
+export const subpathModules = ["promise"] as const
+
 /** Renders the reference of the modules `src/index.ts` re-exports, from the program of tsconfig.json. */
 export const render = (root: string = repoRoot): Rendered => {
   const configPath = path.join(root, "tsconfig.json")
@@ -148,15 +151,10 @@ export const render = (root: string = repoRoot): Rendered => {
   const missing: Array<string> = []
   const exports: Array<string> = []
   const sections = ["<!-- Generated from the JSDoc by `npx tsx test/support/api-reference.ts`; do not edit by hand. -->"]
-  for (const moduleExport of checker.getExportsOfModule(indexSymbol)) {
-    const moduleName = moduleExport.name
-    const moduleSymbol = checker.getAliasedSymbol(moduleExport)
+  const renderModule = (moduleName: string, moduleSymbol: ts.Symbol, importLine: string) => {
     const moduleFile = moduleSymbol.declarations?.find(ts.isSourceFile)
     const overview = moduleFile?.statements[0] === undefined ? "" : docOf(moduleFile.statements[0])
-    sections.push(
-      `### ${moduleName}`,
-      `\`import { ${moduleName} } from "effect-redlock"\` or \`import * as ${moduleName} from "effect-redlock/${moduleName}"\``
-    )
+    sections.push(`### ${moduleName}`, importLine)
     if (overview !== "") sections.push(overview)
     const byCategory = new Map<string, Array<Entry>>()
     for (const entry of entriesOf(moduleSymbol, "", checker)) {
@@ -168,6 +166,21 @@ export const render = (root: string = repoRoot): Rendered => {
       sections.push(`#### ${category.charAt(0).toUpperCase()}${category.slice(1)}`)
       for (const entry of entries) sections.push(renderEntry(moduleName, entry, checker, missing).trimEnd())
     }
+  }
+  for (const moduleExport of checker.getExportsOfModule(indexSymbol)) {
+    const moduleName = moduleExport.name
+    renderModule(
+      moduleName,
+      checker.getAliasedSymbol(moduleExport),
+      `\`import { ${moduleName} } from "effect-redlock"\` or \`import * as ${moduleName} from "effect-redlock/${moduleName}"\``
+    )
+  }
+  // Subpath modules outside the barrel.
+  for (const subpath of subpathModules) {
+    const file = program.getSourceFile(path.join(root, "src", `${subpath}.ts`))
+    const symbol = file === undefined ? undefined : checker.getSymbolAtLocation(file)
+    if (symbol === undefined) throw new Error(`no src/${subpath}.ts module`)
+    renderModule(subpath, symbol, `\`import Redlock from "effect-redlock/${subpath}"\``)
   }
   return { markdown: sections.join("\n\n"), missing, exports }
 }

@@ -1,0 +1,309 @@
+/**
+ * A Promise façade for node-redlock users: the v5 API (`acquire` / `release` / `extend` /
+ * `using`), the v2–v4 names (`lock` / `unlock`, Node-style callbacks) and node-redlock's settings,
+ * running on effect-redlock underneath. No Effect knowledge needed.
+ *
+ * @example
+ * ```ts
+ * import Redlock from "effect-redlock/promise"
+ *
+ * const redlock = new Redlock([redisA, redisB, redisC], { retryCount: 10, retryDelay: 200 })
+ * const lock = await redlock.acquire(["account:42"], 5000)
+ * try { await transfer() } finally { await lock.release() }
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Option from "effect/Option"
+import { EventEmitter } from "node:events"
+import type { Client } from "./internal/node.js"
+import * as EffectLock from "./Lock.js"
+import * as Redlock_ from "./Redlock.js"
+import { type InvalidArgument, isRedlockError, type RedlockError } from "./RedlockError.js"
+
+/**
+ * node-redlock's settings.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Settings {
+  /** Clock drift allowance as a fraction of the duration. */
+  readonly driftFactor: number
+  /** Retries after the first attempt; -1 retries until the lock is free. */
+  readonly retryCount: number
+  /** Milliseconds between attempts. */
+  readonly retryDelay: number
+  /** Up to this many milliseconds are added to or taken from each delay at random. */
+  readonly retryJitter: number
+  /** `using` extends the lock when this many milliseconds of it are left. */
+  readonly automaticExtensionThreshold: number
+}
+
+/**
+ * node-redlock v5's defaults.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultSettings: Settings = {
+  driftFactor: 0.01,
+  retryCount: 10,
+  retryDelay: 200,
+  retryJitter: 100,
+  automaticExtensionThreshold: 500
+}
+
+/**
+ * An operation failed: the cause is the typed effect-redlock error (`LockContended`,
+ * `QuorumUnavailable`, `LockLost` or `InvalidArgument`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ExecutionError extends Error {
+  /** How many attempts were made (0 when none was). */
+  readonly attempts: number
+  /** The typed effect-redlock error. */
+  override readonly cause: RedlockError
+
+  constructor(cause: RedlockError) {
+    super(cause.message)
+    this.name = "ExecutionError"
+    this.cause = cause
+    this.attempts = "attempts" in cause ? cause.attempts : 0
+  }
+}
+
+/**
+ * The resources are held by another owner (the `LockContended` case of `ExecutionError`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ResourceLockedError extends ExecutionError {
+  constructor(cause: RedlockError) {
+    super(cause)
+    this.name = "ResourceLockedError"
+  }
+}
+
+/**
+ * node-redlock v2–v4's name for a failed lock operation.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const LockError = ExecutionError
+
+/**
+ * The signal `using` hands its routine: aborted, with `error` set, when the lock is lost.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RedlockAbortSignal = AbortSignal & { error?: Error }
+
+/**
+ * A Node-style callback, as node-redlock v2–v4 accept.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Callback<A> = (error: Error | null, result?: A) => void
+
+const toError = (error: RedlockError): ExecutionError =>
+  error._tag === "LockContended" ? new ResourceLockedError(error) : new ExecutionError(error)
+
+/** Runs an operation; effect-redlock errors become `ExecutionError`s, anything else stays as it is. */
+const run = <A>(
+  runtime: ManagedRuntime.ManagedRuntime<Redlock_.Redlock, InvalidArgument>,
+  effect: Effect.Effect<A, unknown, Redlock_.Redlock>
+): Promise<A> =>
+  runtime.runPromiseExit(effect).then((exit) => {
+    if (Exit.isSuccess(exit)) return exit.value
+    const failure = Cause.failureOption(exit.cause)
+    if (Option.isSome(failure)) {
+      throw isRedlockError(failure.value) ? toError(failure.value) : failure.value
+    }
+    throw Cause.squash(exit.cause)
+  })
+
+/** Calls `callback` when given, keeping the returned promise handled. */
+const withCallback = <A>(promise: Promise<A>, callback: Callback<A> | undefined): Promise<A> => {
+  if (callback !== undefined) promise.then((result) => callback(null, result), (error: Error) => callback(error))
+  return promise
+}
+
+const lockOptions = (settings: Settings, duration: number): Redlock_.LockOptions => {
+  const jitter = settings.retryDelay > 0 ? Math.min(settings.retryJitter / settings.retryDelay, 0.99) : 0
+  return {
+    ttl: duration,
+    retry: {
+      times: settings.retryCount < 0 ? Infinity : settings.retryCount,
+      delay: Math.max(settings.retryDelay, 1),
+      jitter: Math.max(jitter, 0)
+    }
+  }
+}
+
+/**
+ * A held lock, as node-redlock returns it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class Lock {
+  constructor(
+    /** The Redlock that took it. */
+    readonly redlock: Redlock,
+    /** The effect-redlock handle underneath. */
+    readonly handle: EffectLock.Lock
+  ) {}
+
+  /** The locked resources. */
+  get resources(): Array<string> {
+    return [...this.handle.resources]
+  }
+
+  /** node-redlock v2–v4: the resource (or the resources, for a multi-resource lock). */
+  get resource(): string | Array<string> {
+    return this.handle.resources.length === 1 ? this.handle.resources[0]! : this.resources
+  }
+
+  /** The owner value stored in the keys. */
+  get value(): string {
+    return this.handle.value
+  }
+
+  /** How many attempts the acquisition took. */
+  get attempts(): number {
+    return this.handle.attempts
+  }
+
+  /** Until when the lock is guaranteed, in epoch milliseconds. */
+  get expiration(): number {
+    return this.handle.expiresAt
+  }
+
+  /** Releases the lock. */
+  release(): Promise<Redlock_.ReleaseReport> {
+    return this.redlock.release(this)
+  }
+
+  /** node-redlock v2–v4: releases the lock, with an optional callback. */
+  unlock(callback?: Callback<Redlock_.ReleaseReport>): Promise<Redlock_.ReleaseReport> {
+    return this.redlock.unlock(this, callback)
+  }
+
+  /** Extends the lock to `duration` ms from now; resolves to the (same, updated) lock. */
+  extend(duration: number, callback?: Callback<Lock>): Promise<Lock> {
+    return this.redlock.extend(this, duration, callback)
+  }
+}
+
+/**
+ * node-redlock's `Redlock` class on effect-redlock: the same constructor, methods and settings.
+ * It emits `error` never: node failures are part of each operation's result.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export class Redlock extends EventEmitter {
+  /** The settings in force (node-redlock's defaults, overridden by the constructor's). */
+  readonly settings: Settings
+  /** The clients, one vote each. */
+  readonly clients: ReadonlySet<Client>
+  private readonly runtime: ManagedRuntime.ManagedRuntime<Redlock_.Redlock, InvalidArgument>
+
+  constructor(clients: Iterable<Client>, settings: Partial<Settings> = {}) {
+    super()
+    this.settings = { ...defaultSettings, ...settings }
+    const list = [...clients]
+    this.clients = new Set(list)
+    // Bad clients or settings surface on the first operation, as an ExecutionError.
+    this.runtime = ManagedRuntime.make(
+      Redlock_.layerFromClients(list, { driftFactor: this.settings.driftFactor })
+    )
+  }
+
+  /** Acquires a lock on the resources for `duration` ms (node-redlock v5). */
+  acquire(resources: string | ReadonlyArray<string>, duration: number, settings?: Partial<Settings>): Promise<Lock> {
+    const options = lockOptions({ ...this.settings, ...settings }, duration)
+    return run(this.runtime, Redlock_.lock(resources, options)).then((handle) => new Lock(this, handle))
+  }
+
+  /** node-redlock v2–v4: acquires a lock, with an optional callback. */
+  lock(resources: string | ReadonlyArray<string>, ttl: number, callback?: Callback<Lock>): Promise<Lock> {
+    return withCallback(this.acquire(resources, ttl), callback)
+  }
+
+  /** Releases a lock; never rejects for an expired or taken lock (the report says per node). */
+  release(lock: Lock, _settings?: Partial<Settings>): Promise<Redlock_.ReleaseReport> {
+    return run(this.runtime, Redlock_.release(lock.handle))
+  }
+
+  /** node-redlock v2–v4: releases a lock, with an optional callback. */
+  unlock(lock: Lock, callback?: Callback<Redlock_.ReleaseReport>): Promise<Redlock_.ReleaseReport> {
+    return withCallback(this.release(lock), callback)
+  }
+
+  /** Extends a lock to `duration` ms from now; rejects with an `ExecutionError` (cause `LockLost`). */
+  extend(lock: Lock, duration: number, settingsOrCallback?: Partial<Settings> | Callback<Lock>): Promise<Lock> {
+    const callback = typeof settingsOrCallback === "function" ? settingsOrCallback : undefined
+    return withCallback(run(this.runtime, Redlock_.extend(lock.handle, duration)).then(() => lock), callback)
+  }
+
+  /**
+   * Runs `routine` while holding the lock, extending it automatically; the routine's signal is
+   * aborted (with `signal.error`) if the lock is lost. Releases the lock when the routine ends.
+   */
+  using<T>(
+    resources: string | ReadonlyArray<string>,
+    duration: number,
+    settingsOrRoutine: Partial<Settings> | ((signal: RedlockAbortSignal) => Promise<T>),
+    maybeRoutine?: (signal: RedlockAbortSignal) => Promise<T>
+  ): Promise<T> {
+    const routine = typeof settingsOrRoutine === "function" ? settingsOrRoutine : maybeRoutine
+    const settings = { ...this.settings, ...(typeof settingsOrRoutine === "function" ? {} : settingsOrRoutine) }
+    if (routine === undefined) return Promise.reject(new TypeError("using needs a routine"))
+    const controller = new AbortController()
+    const signal: RedlockAbortSignal = controller.signal
+    const threshold = Math.min(settings.automaticExtensionThreshold, duration - 1)
+    const program = Effect.scoped(Effect.gen(function*() {
+      const lock = yield* Redlock_.acquire(resources, {
+        ...lockOptions(settings, duration),
+        autoExtend: threshold > 0 ? { threshold } : true
+      })
+      yield* Effect.forkScoped(
+        Effect.flatMap(Effect.flip(EffectLock.awaitLost(lock)), (lost) =>
+          Effect.sync(() => {
+            signal.error = toError(lost)
+            controller.abort(signal.error)
+          }))
+      )
+      return yield* Effect.tryPromise({ try: () => routine(signal), catch: (error) => error })
+    }))
+    return run(this.runtime, program)
+  }
+
+  /** Stops the façade and closes the clients, as node-redlock's `quit` does. */
+  async quit(callback?: Callback<void>): Promise<void> {
+    const done = this.runtime.dispose().then(() =>
+      Promise.all([...this.clients].map((client) => client.quit().catch(() => client.disconnect())))
+    ).then(() => undefined)
+    return withCallback(done, callback)
+  }
+}
+
+/**
+ * The `Redlock` class as the default export, as node-redlock has it.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export default Redlock

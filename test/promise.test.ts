@@ -1,0 +1,109 @@
+/**
+ * The Promise façade, used as node-redlock users would, against real nodes.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import Redlock, { ExecutionError, type Lock, LockError, ResourceLockedError } from "../src/promise.js"
+import * as RedisNodes from "./support/RedisNodes.js"
+import { keysEverywhere, resource } from "./support/setup.js"
+
+const setup = Effect.gen(function*() {
+  const cluster = yield* RedisNodes.make(3)
+  const clients = yield* cluster.clients()
+  const redlock = yield* Effect.acquireRelease(
+    Effect.sync(() => new Redlock(clients, { retryCount: 2, retryDelay: 20, retryJitter: 10 })),
+    (redlock) => Effect.promise(() => redlock.quit())
+  )
+  return { cluster, clients, redlock }
+})
+
+const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
+const rejection = (f: () => Promise<unknown>) =>
+  Effect.promise(() => f().then(() => undefined, (error: unknown) => error))
+
+describe("effect-redlock/promise", () => {
+  it.scopedLive("v5: acquire, contention as ResourceLockedError, extend, release", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* setup
+      const name = resource("promise-v5")
+      const lock = yield* promise(() => redlock.acquire([name], 2_000))
+      assert.deepStrictEqual(lock.resources, [name])
+      assert.strictEqual(lock.attempts, 1)
+      const refused = yield* rejection(() => redlock.acquire([name], 2_000))
+      assert.instanceOf(refused, ResourceLockedError)
+      assert.instanceOf(refused, ExecutionError)
+      assert.strictEqual((refused as ExecutionError).cause._tag, "LockContended")
+      assert.isAbove((refused as ExecutionError).attempts, 2)
+      const before = lock.expiration
+      const extended = yield* promise(() => lock.extend(10_000))
+      assert.strictEqual(extended, lock)
+      assert.isAbove(lock.expiration, before + 5_000)
+      const report = yield* promise(() => lock.release())
+      assert.strictEqual(report.released, 3)
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
+    }))
+
+  it.scopedLive("v2–v4: lock / unlock / extend with callbacks", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* setup
+      const name = resource("promise-v4")
+      const lock = yield* Effect.async<Lock, Error>((resume) => {
+        redlock.lock(name, 2_000, (error, lock) => resume(error ? Effect.fail(error) : Effect.succeed(lock!)))
+      })
+      assert.strictEqual(lock.resource, name)
+      const failed = yield* Effect.async<Error | null>((resume) => {
+        redlock.lock(name, 2_000, (error) => resume(Effect.succeed(error)))
+      })
+      assert.instanceOf(failed, LockError)
+      yield* Effect.async<void>((resume) => {
+        lock.extend(3_000, (error) => resume(error ? Effect.die(error) : Effect.void))
+      })
+      const released = yield* Effect.async<number>((resume) => {
+        lock.unlock((error, report) => resume(error ? Effect.die(error) : Effect.succeed(report!.released)))
+      })
+      assert.strictEqual(released, 3)
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
+    }))
+
+  it.scopedLive("using: the lock outlives its duration while the routine runs and is released after", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* setup
+      const name = resource("promise-using")
+      const result = yield* promise(() =>
+        redlock.using([name], 400, { automaticExtensionThreshold: 150 }, async (signal) => {
+          await new Promise((resolve) => setTimeout(resolve, 1_000))
+          const stolen = await redlock.acquire([name], 1_000, { retryCount: 0 }).then(() => true, () => false)
+          return { aborted: signal.aborted, stolen }
+        })
+      )
+      assert.deepStrictEqual(result, { aborted: false, stolen: false })
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
+    }))
+
+  it.scopedLive("using: a lost lock aborts the routine's signal with the error", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* setup
+      const name = resource("promise-lost")
+      const outcome = yield* promise(() =>
+        redlock.using([name], 400, async (signal) => {
+          await new Promise((resolve) => setTimeout(resolve, 50))
+          await Promise.all(cluster.nodes.map((node) => Effect.runPromise(node.del(name))))
+          await new Promise((resolve) => setTimeout(resolve, 700))
+          return { aborted: signal.aborted, error: signal.error }
+        })
+      )
+      assert.isTrue(outcome.aborted)
+      assert.instanceOf(outcome.error, ExecutionError)
+      assert.strictEqual((outcome.error as ExecutionError).cause._tag, "LockLost")
+    }))
+
+  it.scopedLive("bad input rejects with an ExecutionError whose cause is InvalidArgument", () =>
+    Effect.gen(function*() {
+      const { clients, redlock } = yield* setup
+      const zero = yield* rejection(() => redlock.acquire(["x"], 0))
+      assert.strictEqual((zero as ExecutionError).cause._tag, "InvalidArgument")
+      const twice = new Redlock([clients[0]!, clients[0]!])
+      const error = yield* rejection(() => twice.acquire(["x"], 1_000))
+      assert.strictEqual((error as ExecutionError).cause._tag, "InvalidArgument")
+    }))
+})
