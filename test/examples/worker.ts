@@ -55,12 +55,8 @@ const workTime = (ttlMs: number) =>
 
 /**
  * Completed on SIGTERM or SIGINT, and when the demo closes our stdin (it is gone, however it
- * went): the work in hand ends at once and no new round starts.
- *
- * The worker stops this way rather than by interruption (no `NodeRuntime.runMain`, which
- * interrupts the program on these signals) because interrupting a fiber inside `withLock`
- * currently releases the lock *before* the body's own finalizers (here: the ledger exit) have
- * run, so another worker could enter meanwhile.
+ * went): the work in hand ends at once, the critical section still exits through the ledger, and
+ * no new round starts.
  */
 const stopSignal = Effect.acquireRelease(
   Effect.sync(() => {
