@@ -11,7 +11,7 @@ import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as ScheduleIntervals from "effect/ScheduleIntervals"
 import type { NodeReport, ReleaseReport } from "../Redlock.js"
 import { InvalidArgument, LockContended, LockLost, NodeVote, QuorumUnavailable } from "../RedlockError.js"
-import { type Round, runRound } from "./fanout.js"
+import { type Round, type RoundSpec, runRound, startRound } from "./fanout.js"
 import { LockState } from "./lock.js"
 import type { LockNode } from "./node.js"
 import type { Settings } from "./options.js"
@@ -50,86 +50,87 @@ const votesOf = (engine: Engine, round: Round): ReadonlyArray<NodeVote> =>
     return new NodeVote(error === undefined ? { node, outcome } : { node, outcome, error })
   })
 
-/**
- * Sends a compare-and-delete to every node (or those `skip` spares) and waits for `settleAfter`
- * answers, at most one node timeout.
- */
-const releaseEverywhere = (
+/** A compare-and-delete on every node, or on those that `skip` spares. */
+const releaseSpec = (
   engine: Engine,
   keys: ReadonlyArray<string>,
   value: string,
   timeoutMs: number,
-  settleAfter = engine.nodes.length,
+  settleAfter: number,
   skip?: (index: number) => boolean
-) =>
-  runRound({
-    nodes: engine.nodes,
-    call: skip === undefined
-      ? (node) => node.release(keys, value)
-      : (node, index) => skip(index) ? Promise.resolve(0) : node.release(keys, value),
-    isGranted,
-    quorum: engine.quorum,
-    timeoutMs,
-    settleAfter
-  })
+): RoundSpec => ({
+  nodes: engine.nodes,
+  call: skip === undefined
+    ? (node) => node.release(keys, value)
+    : (node, index) => skip(index) ? Promise.resolve(0) : node.release(keys, value),
+  isGranted,
+  quorum: engine.quorum,
+  timeoutMs,
+  settleAfter
+})
 
-/** Nodes that refused an attempt never stored its value: they need no clean-up. */
-const cleanUpAfter = (engine: Engine, keys: ReadonlyArray<string>, value: string, timeoutMs: number, round: Round) => {
-  const refused = (index: number) => round.outcomes[index] === "denied"
-  const answered = round.outcomes.filter((outcome) => outcome !== "pending" && outcome !== "timeout").length
-  return releaseEverywhere(engine, keys, value, timeoutMs, answered, refused)
+/**
+ * Deletes a failed attempt's value. Nodes that refused it never stored it and are skipped; the
+ * round waits only for the nodes that answered the attempt.
+ */
+const cleanUpSpec = (engine: Engine, keys: ReadonlyArray<string>, value: string, timeoutMs: number, round: Round) => {
+  let answered = 0
+  for (const outcome of round.outcomes) if (outcome !== "pending" && outcome !== "timeout") answered++
+  return releaseSpec(engine, keys, value, timeoutMs, answered, (index) => round.outcomes[index] === "denied")
 }
 
 /**
- * One attempt with a fresh owner value. When it fails, or the caller is interrupted while it runs,
- * the value is deleted from every node, including those that did not answer: a SET that timed
- * out can still land later, and the delete travels behind it on the same connection, so it
- * cannot overtake it. The attempt waits only for the deletes of the nodes that answered.
+ * One attempt with a fresh owner value, as one `Effect.async` that resumes with `onWon(lock)` or
+ * `onFailed(failure)`. When it fails, or the caller is interrupted while it runs, the value is
+ * deleted from every node, including those that did not answer: a SET that timed out can still
+ * land later, and the delete travels behind it on the same connection, so it cannot overtake it.
+ * A failed attempt waits only for the deletes of the nodes that answered.
  */
-const attempt = (
+const attempt = <A, E>(
   engine: Engine,
   target: Target,
   settings: Settings,
-  attempts: number
-): Effect.Effect<LockState | Failure> =>
-  Effect.suspend(() => {
+  attempts: number,
+  clock: Clock.Clock,
+  onWon: (lock: LockState) => Effect.Effect<A, E>,
+  onFailed: (failure: Failure) => Effect.Effect<A, E>
+): Effect.Effect<A, E> =>
+  Effect.async<A, E>((resume) => {
     const { keys } = target
-    const { ttlMs, driftMs, nodeTimeoutMs } = settings
+    const { driftMs, nodeTimeoutMs, ttlMs } = settings
     const value = randomUUID()
-    return Effect.flatMap(
-      runRound({
-        nodes: engine.nodes,
-        call: (node) => node.acquire(keys, value, ttlMs),
-        isGranted,
-        quorum: engine.quorum,
-        timeoutMs: nodeTimeoutMs,
-        onInterrupt: Effect.asVoid(releaseEverywhere(engine, keys, value, nodeTimeoutMs))
-      }),
-      (round): Effect.Effect<LockState | Failure> => {
-        const won = round.tally.granted >= engine.quorum
-        if (won && validityOf(ttlMs, driftMs, round.startedAt, round.decidedAt) > 0) {
-          return Effect.succeed(
-            new LockState(
-              engine,
-              target.resources,
-              keys,
-              value,
-              attempts,
-              settings,
-              round.startedAt,
-              round.startedAt + ttlMs - driftMs
-            )
-          )
-        }
-        const unavailable = won || isUnavailable(round.tally.failed, engine.nodes.length, engine.quorum)
-        return Effect.as(cleanUpAfter(engine, keys, value, nodeTimeoutMs, round), {
-          _tag: "Failure",
-          unavailable,
-          round
-        })
+    let cleaningUp = false
+    let running = startRound({
+      nodes: engine.nodes,
+      call: (node) => node.acquire(keys, value, ttlMs),
+      isGranted,
+      quorum: engine.quorum,
+      timeoutMs: nodeTimeoutMs
+    }, clock, (round) => {
+      const won = round.tally.granted >= engine.quorum
+      if (won && validityOf(ttlMs, driftMs, round.startedAt, round.decidedAt) > 0) {
+        const expiresAt = round.startedAt + ttlMs - driftMs
+        return resume(
+          onWon(new LockState(engine, target.resources, keys, value, attempts, settings, round.startedAt, expiresAt))
+        )
       }
-    )
+      const unavailable = won || isUnavailable(round.tally.failed, engine.nodes.length, engine.quorum)
+      cleaningUp = true
+      running = startRound(
+        cleanUpSpec(engine, keys, value, nodeTimeoutMs, round),
+        clock,
+        () => resume(onFailed({ _tag: "Failure", unavailable, round }))
+      )
+    })
+    return Effect.suspend(() => {
+      running.cancel()
+      return cleaningUp ? Effect.void : Effect.asVoid(runRound(releaseSpec(engine, keys, value, nodeTimeoutMs, engine.nodes.length)))
+    })
   })
+
+/** One attempt whose result is the lock or the failure. */
+const attemptOnce = (engine: Engine, target: Target, settings: Settings, attempts: number, clock: Clock.Clock) =>
+  attempt<LockState | Failure, never>(engine, target, settings, attempts, clock, Effect.succeed, Effect.succeed)
 
 const errorOf = (engine: Engine, target: Target, failure: Failure, attempts: number) =>
   failure.unavailable
@@ -149,6 +150,7 @@ const waitForTurn = (
   engine: Engine,
   target: Target,
   settings: Settings,
+  clock: Clock.Clock,
   listener: Listener | undefined,
   startAt: number,
   progress: { attempts: number; failure: Failure }
@@ -161,7 +163,7 @@ const waitForTurn = (
         return undefined
       }
       if (!(yield* listener.wait(startAt - now))) return undefined
-      const result = yield* attempt(engine, target, settings, ++progress.attempts)
+      const result = yield* attemptOnce(engine, target, settings, ++progress.attempts, clock)
       if (result instanceof LockState) return result
       progress.failure = result
       now = yield* Clock.currentTimeMillis
@@ -179,6 +181,7 @@ const retry = (
   engine: Engine,
   target: Target,
   settings: Settings,
+  clock: Clock.Clock,
   first: Failure,
   attempts: number
 ): Effect.Effect<LockState, LockContended | QuorumUnavailable> =>
@@ -200,14 +203,14 @@ const retry = (
         listener = yield* engine.waker.listen(target.keys, settings.nodeTimeoutMs)
         // Waiters already queued here were listening: a release in between went to one of them.
         if (!listener.queued) {
-          const result = yield* attempt(engine, target, settings, ++progress.attempts)
+          const result = yield* attemptOnce(engine, target, settings, ++progress.attempts, clock)
           if (result instanceof LockState) return result
           progress.failure = result
         }
       }
-      const early = yield* waitForTurn(engine, target, settings, listener, startAt, progress)
+      const early = yield* waitForTurn(engine, target, settings, clock, listener, startAt, progress)
       if (early !== undefined) return early
-      const result = yield* attempt(engine, target, settings, ++progress.attempts)
+      const result = yield* attemptOnce(engine, target, settings, ++progress.attempts, clock)
       if (result instanceof LockState) return result
       progress.failure = result
     }
@@ -217,16 +220,24 @@ const retry = (
 export const lock = (
   engine: Engine,
   target: Target,
-  settings: Settings
+  settings: Settings,
+  clock: Clock.Clock
 ): Effect.Effect<LockState, LockContended | QuorumUnavailable> => {
   // Waiters of this instance are queued on these keys: take a place behind them, in turn order,
   // instead of racing them (and sending one more SET per node) for the next release.
   if (engine.waker?.isQueued(target.keys)) {
-    return Effect.flatMap(Clock.currentTimeMillis, (now) => retry(engine, target, settings, queuedBehind(engine, now), 0))
+    return Effect.suspend(() =>
+      retry(engine, target, settings, clock, queuedBehind(engine, clock.unsafeCurrentTimeMillis()), 0)
+    )
   }
-  return Effect.flatMap(
-    attempt(engine, target, settings, 1),
-    (result) => result instanceof LockState ? Effect.succeed(result) : retry(engine, target, settings, result, 1)
+  return attempt(
+    engine,
+    target,
+    settings,
+    1,
+    clock,
+    Effect.succeed,
+    (failure) => retry(engine, target, settings, clock, failure, 1)
   )
 }
 
@@ -248,14 +259,21 @@ const queuedBehind = (engine: Engine, now: number): Failure => ({
 export const tryLock = (
   engine: Engine,
   target: Target,
-  settings: Settings
+  settings: Settings,
+  clock: Clock.Clock
 ): Effect.Effect<Option.Option<LockState>, QuorumUnavailable> =>
-  Effect.flatMap(attempt(engine, target, settings, 1), (result) => {
-    if (result instanceof LockState) return Effect.succeed(Option.some(result))
-    return result.unavailable
-      ? Effect.fail(errorOf(engine, target, result, 1) as QuorumUnavailable)
-      : Effect.succeed(Option.none())
-  })
+  attempt(
+    engine,
+    target,
+    settings,
+    1,
+    clock,
+    (lock) => Effect.succeed(Option.some(lock)),
+    (failure) =>
+      failure.unavailable
+        ? Effect.fail(errorOf(engine, target, failure, 1) as QuorumUnavailable)
+        : Effect.succeedNone
+  )
 
 /**
  * Resets the ttl on a quorum. A lock that is gone or taken on too many nodes is lost for good; one
@@ -321,13 +339,16 @@ const releaseOutcome = (round: Round, index: number): NodeReport["outcome"] => {
  * (by default every node's). Never fails: an expired or taken lock is reported per node. A second
  * release reports the first one's result without a call.
  */
-export const release = (lock: LockState, settleAfter?: number): Effect.Effect<ReleaseReport> =>
-  Effect.suspend(() => {
+export const release = (
+  lock: LockState,
+  clock: Clock.Clock,
+  settleAfter = lock.engine.nodes.length
+): Effect.Effect<ReleaseReport> =>
+  Effect.async<ReleaseReport>((resume) => {
     const { engine } = lock
-    if (lock.releaseReport !== undefined) return Effect.succeed(lock.releaseReport)
+    if (lock.releaseReport !== undefined) return resume(Effect.succeed(lock.releaseReport))
     lock.status = "released"
-    const round = releaseEverywhere(engine, lock.keys, lock.value, lock.settings.nodeTimeoutMs, settleAfter)
-    return Effect.map(round, (round) => {
+    startRound(releaseSpec(engine, lock.keys, lock.value, lock.settings.nodeTimeoutMs, settleAfter), clock, (round) => {
       const nodes = engine.nodes.map((node, index): NodeReport => {
         const error = round.errors[index]
         const outcome = releaseOutcome(round, index)
@@ -335,6 +356,6 @@ export const release = (lock: LockState, settleAfter?: number): Effect.Effect<Re
       })
       const report: ReleaseReport = { released: round.tally.granted, nodes }
       lock.releaseReport = report
-      return report
+      resume(Effect.succeed(report))
     })
   })

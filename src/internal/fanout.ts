@@ -1,8 +1,9 @@
 /**
- * One round of calls to every node, as a single `Effect.async`: every node's promise starts at
- * once, replies are counted as they come, and the effect resumes as soon as the outcome is certain
- * or the node timeout fires. No fiber per node and one timer per round: on the hot path Effect's
- * general combinators cost several times a Redis round trip.
+ * One round of calls to every node: every node's promise starts at once, replies are counted as
+ * they come, and the round is decided as soon as the outcome is certain or the node timeout
+ * fires. Rounds are plain callbacks, so that one `Effect.async` can chain several (an attempt and
+ * its clean-up): no fiber per node, one timer per round. On the hot path each Effect step costs
+ * a visible share of a Redis round trip.
  */
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -20,6 +21,7 @@ export interface Round {
   readonly tally: Tally
   readonly outcomes: ReadonlyArray<NodeOutcome>
   readonly replies: ReadonlyArray<number | undefined>
+  /** Per node, the error message; only nodes that failed have one. */
   readonly errors: ReadonlyArray<string | undefined>
 }
 
@@ -38,11 +40,6 @@ export interface RoundSpec {
    * (release). Nodes beyond it still get the call; the round just does not wait for them.
    */
   readonly settleAfter?: number | undefined
-  /**
-   * Runs when the waiting fiber is interrupted; the round's timer is cancelled first. Without it,
-   * an interrupted round's timer simply runs out (at most one node timeout).
-   */
-  readonly onInterrupt?: Effect.Effect<void> | undefined
 }
 
 const liveClock = Effect.runSync(Effect.clock)
@@ -62,85 +59,137 @@ export const startTimer = (clock: Clock.Clock, ms: number, onFire: () => void): 
 
 const messageOf = (error: unknown): string => error instanceof Error ? error.message : String(error)
 
-/** Runs one round against every node. Never fails: errors and timeouts are outcomes. */
+const noErrors: ReadonlyArray<string | undefined> = []
+
+/**
+ * One running round. A class rather than closures: a lock cycle runs two rounds or more, and their
+ * allocations are a visible share of its cost under load.
+ */
+class RunningRound implements Round, Tally {
+  granted = 0
+  denied = 0
+  failed = 0
+  answered = 0
+  done = false
+  decidedAt = 0
+  readonly outcomes: Array<NodeOutcome>
+  readonly replies: Array<number | undefined>
+  errors: Array<string | undefined> = noErrors as Array<string | undefined>
+  stopTimer: (() => void) | undefined = undefined
+
+  constructor(
+    readonly spec: RoundSpec,
+    readonly clock: Clock.Clock,
+    readonly startedAt: number,
+    readonly onDecided: (round: Round) => void
+  ) {
+    const count = spec.nodes.length
+    this.outcomes = new Array<NodeOutcome>(count)
+    this.replies = new Array<number | undefined>(count)
+    for (let index = 0; index < count; index++) this.outcomes[index] = "pending"
+  }
+
+  get tally(): Tally {
+    return this
+  }
+
+  isDecided(): boolean {
+    const { quorum, settleAfter } = this.spec
+    if (settleAfter !== undefined) return this.answered >= settleAfter
+    const count = this.outcomes.length
+    return this.answered === count || this.granted >= quorum || !canStillWin(this, count, quorum)
+  }
+
+  // Nothing is recorded after the decision, so the round can hand itself out as the result.
+  finish(): void {
+    this.done = true
+    this.stopTimer?.()
+    this.decidedAt = this.clock.unsafeCurrentTimeMillis()
+    this.onDecided(this)
+  }
+
+  onReply(index: number, reply: number): void {
+    if (this.done) return
+    this.answered++
+    this.replies[index] = reply
+    if (this.spec.isGranted(reply)) {
+      this.granted++
+      this.outcomes[index] = "granted"
+    } else {
+      this.denied++
+      this.outcomes[index] = "denied"
+    }
+    if (this.isDecided()) this.finish()
+  }
+
+  onError(index: number, error: unknown): void {
+    if (this.done) return
+    this.answered++
+    this.failed++
+    this.outcomes[index] = "error"
+    if (this.errors === noErrors) this.errors = new Array<string | undefined>(this.outcomes.length)
+    this.errors[index] = messageOf(error)
+    if (this.isDecided()) this.finish()
+  }
+
+  onTimeout(): void {
+    if (this.done) return
+    const { outcomes } = this
+    for (let index = 0; index < outcomes.length; index++) {
+      if (outcomes[index] === "pending") {
+        outcomes[index] = "timeout"
+        this.failed++
+      }
+    }
+    this.finish()
+  }
+
+  start(): void {
+    const { spec } = this
+    const { nodes } = spec
+    for (let index = 0; index < nodes.length; index++) {
+      let reply: Promise<number>
+      try {
+        reply = spec.call(nodes[index]!, index)
+      } catch (error) {
+        reply = Promise.reject(error)
+      }
+      reply.then((value) => this.onReply(index, value), (error: unknown) => this.onError(index, error))
+    }
+    if (spec.settleAfter !== undefined && spec.settleAfter <= 0) return this.finish()
+    const timeoutMs = spec.deadline === undefined
+      ? spec.timeoutMs
+      : Math.max(0, Math.min(spec.timeoutMs, spec.deadline - this.startedAt))
+    this.stopTimer = startTimer(this.clock, timeoutMs, () => this.onTimeout())
+  }
+
+  /** Stops waiting: the round is never decided. The calls already sent still arrive. */
+  cancel(): void {
+    this.done = true
+    this.stopTimer?.()
+  }
+}
+
+/** A round in progress: `cancel` stops waiting for it. */
+export interface Running {
+  readonly cancel: () => void
+}
+
+/** Starts a round now; `onDecided` runs once, unless the round is cancelled first. */
+export const startRound = (spec: RoundSpec, clock: Clock.Clock, onDecided: (round: Round) => void): Running => {
+  const round = new RunningRound(spec, clock, clock.unsafeCurrentTimeMillis(), onDecided)
+  round.start()
+  return round
+}
+
+/**
+ * Runs one round as an effect. Never fails: errors and timeouts are outcomes. When the fiber is
+ * interrupted, the round's timer is cancelled; the calls already sent still arrive.
+ */
 export const runRound = (spec: RoundSpec): Effect.Effect<Round> =>
   Effect.clockWith((clock) =>
     Effect.async<Round>((resume) => {
-      const { nodes, quorum } = spec
-      const count = nodes.length
-      const startedAt = clock.unsafeCurrentTimeMillis()
-      const tally: Tally = { granted: 0, denied: 0, failed: 0 }
-      const outcomes = new Array<NodeOutcome>(count).fill("pending")
-      const replies = new Array<number | undefined>(count)
-      const errors = new Array<string | undefined>(count)
-      let answered = 0
-      let done = false
-      let stopTimer: () => void = () => {}
-
-      // Nothing is recorded after the decision, so the round can hand out its own arrays.
-      const finish = () => {
-        done = true
-        stopTimer()
-        resume(Effect.succeed({ startedAt, decidedAt: clock.unsafeCurrentTimeMillis(), tally, outcomes, replies, errors }))
-      }
-      const { settleAfter } = spec
-      const isDecided = () =>
-        settleAfter === undefined
-          ? answered === count || tally.granted >= quorum || !canStillWin(tally, count, quorum)
-          : answered >= settleAfter
-
-      const onReply = (index: number, reply: number) => {
-        if (done) return
-        answered++
-        replies[index] = reply
-        if (spec.isGranted(reply)) {
-          tally.granted++
-          outcomes[index] = "granted"
-        } else {
-          tally.denied++
-          outcomes[index] = "denied"
-        }
-        if (isDecided()) finish()
-      }
-      const onError = (index: number, error: unknown) => {
-        if (done) return
-        answered++
-        tally.failed++
-        outcomes[index] = "error"
-        errors[index] = messageOf(error)
-        if (isDecided()) finish()
-      }
-
-      for (let index = 0; index < count; index++) {
-        let reply: Promise<number>
-        try {
-          reply = spec.call(nodes[index]!, index)
-        } catch (error) {
-          reply = Promise.reject(error)
-        }
-        reply.then((value) => onReply(index, value), (error: unknown) => onError(index, error))
-      }
-      if (settleAfter !== undefined && settleAfter <= 0) return finish()
-      const timeoutMs = spec.deadline === undefined
-        ? spec.timeoutMs
-        : Math.max(0, Math.min(spec.timeoutMs, spec.deadline - startedAt))
-      stopTimer = startTimer(clock, timeoutMs, () => {
-        if (done) return
-        for (let index = 0; index < count; index++) {
-          if (outcomes[index] === "pending") {
-            outcomes[index] = "timeout"
-            tally.failed++
-          }
-        }
-        finish()
-      })
-      // Only rounds with clean-up work pay for a canceler; others let their timer run out.
-      const { onInterrupt } = spec
-      if (onInterrupt === undefined) return
-      return Effect.suspend(() => {
-        done = true
-        stopTimer()
-        return onInterrupt
-      })
+      const running = startRound(spec, clock, (round) => resume(Effect.succeed(round)))
+      return Effect.sync(() => running.cancel())
     })
   )

@@ -41,6 +41,21 @@ const runScript = (
 
 const isOk = (reply: string | null): number => reply === "OK" ? 1 : 0
 
+const uncork = (stream: NodeJS.WritableStream & { uncork(): void }) => stream.uncork()
+
+/**
+ * Holds the connection's writes until the next tick, so that every command sent to this node in
+ * the current tick (by concurrent locks) leaves in one write: a system call per command is most
+ * of a lock's client cost under load. Only a ready standalone connection that nobody else corked.
+ */
+const coalesceWrites = (client: Client): void => {
+  if (client.isCluster) return
+  const stream = (client as Redis).stream as (Redis["stream"] & { writableCorked?: number }) | undefined
+  if (stream === undefined || stream.writableCorked !== 0 || (client as Redis).status !== "ready") return
+  stream.cork()
+  process.nextTick(uncork, stream)
+}
+
 /** The address of a client for reports and errors: host and port only. */
 export const labelOf = (client: Client): string => {
   if (client.isCluster) return "cluster"
@@ -52,10 +67,18 @@ export const labelOf = (client: Client): string => {
 export const fromClient = (client: Client): LockNode => ({
   label: labelOf(client),
   isCluster: client.isCluster,
-  acquire: (keys, value, ttlMs) =>
-    keys.length === 1
+  acquire: (keys, value, ttlMs) => {
+    coalesceWrites(client)
+    return keys.length === 1
       ? client.set(keys[0]!, value, "PX", ttlMs, "NX").then(isOk)
-      : runScript(client, Scripts.acquire, keys, [value, ttlMs]),
-  extend: (keys, value, ttlMs) => runScript(client, Scripts.extend, keys, [value, ttlMs]),
-  release: (keys, value) => runScript(client, Scripts.release, keys, [value, channelPrefix])
+      : runScript(client, Scripts.acquire, keys, [value, ttlMs])
+  },
+  extend: (keys, value, ttlMs) => {
+    coalesceWrites(client)
+    return runScript(client, Scripts.extend, keys, [value, ttlMs])
+  },
+  release: (keys, value) => {
+    coalesceWrites(client)
+    return runScript(client, Scripts.release, keys, [value, channelPrefix])
+  }
 })

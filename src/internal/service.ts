@@ -1,10 +1,12 @@
 /** The service's operations over an engine: validation, scoping, extension, spans. */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import { dual } from "effect/Function"
 import * as Option from "effect/Option"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Lock from "../Lock.js"
 import { InvalidArgument, type LockLost } from "../RedlockError.js"
 import type {
@@ -20,7 +22,7 @@ import * as engine from "./engine.js"
 import { startKeeper } from "./keepAlive.js"
 import { LockState } from "./lock.js"
 import * as options_ from "./options.js"
-import { traced } from "./tracing.js"
+import { isTraced } from "./tracing.js"
 
 /**
  * Runs the body in a child fiber while a keeper fiber looks after the lock: it extends the lock
@@ -59,106 +61,131 @@ const logReleaseProblems = (lock: Lock.Lock, report: ReleaseReport): Effect.Effe
   )
 }
 
+/**
+ * Starts a public operation in one step: reads the fiber's clock, and wraps the operation in a
+ * span only when the application installed a tracer (under Effect's built-in tracer nobody reads
+ * spans, and one costs a visible share of a lock cycle).
+ */
+const operation = <A, E, R>(name: string, f: (clock: Clock.Clock) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.withFiberRuntime<A, E, R>((fiber) => {
+    const effect = f(Context.get(fiber.currentDefaultServices, Clock.Clock))
+    return isTraced(fiber.currentTracer) ? Effect.withSpan(effect, name) : effect
+  })
+
 /** Builds the service over an engine whose nodes and settings are already validated. */
 export const makeService = (instance: engine.Engine): Redlock.Service => {
-  const prepare = (resources: Resources, options: AcquireOptions | undefined, autoExtend: boolean | undefined) =>
-    options_.validate(() => ({
-      target: options_.keysOf(resources, instance.keyPrefix, instance.nodes),
-      settings: options_.resolve(instance.settings, options, autoExtend)
-    }))
+  const withLockDefaults = options_.resolve(instance.settings, undefined, true)
 
-  /** The scope's release: done once a quorum answered; slower nodes get the delete all the same. */
-  const releaseQuietly = (lock: LockState) =>
-    Effect.flatMap(engine.release(lock, instance.quorum), (report) => logReleaseProblems(lock, report))
-
-  /** Puts a fresh lock under the scope: its release, and its extension, end with the scope. */
-  const manage = (lock: LockState): Effect.Effect<Lock.Lock, never, Scope.Scope> => {
-    if (lock.settings.autoExtend === undefined) return Effect.as(Effect.addFinalizer(() => releaseQuietly(lock)), lock)
-    return Effect.flatMap(startKeeper(lock, Effect.void), (keeper) =>
-      Effect.as(Effect.addFinalizer(() => Effect.zipRight(keeper.stop, releaseQuietly(lock))), lock))
+  /** Validates the arguments, then runs `use` on the keys and settings; an `InvalidArgument` before any call. */
+  const prepared = <A, E, R>(
+    resources: Resources,
+    options: AcquireOptions | undefined,
+    autoExtend: boolean | undefined,
+    use: (target: engine.Target, settings: options_.Settings) => Effect.Effect<A, E, R>
+  ): Effect.Effect<A, E | InvalidArgument, R> => {
+    let target: engine.Target
+    let settings: options_.Settings
+    try {
+      target = options_.keysOf(resources, instance.keyPrefix, instance.nodes)
+      settings = options === undefined && autoExtend === true
+        ? withLockDefaults
+        : options_.resolve(instance.settings, options, autoExtend)
+    } catch (error) {
+      return error instanceof InvalidArgument ? Effect.fail(error) : Effect.die(error)
+    }
+    return use(target, settings)
   }
 
-  const acquireIn = (resources: Resources, options: AcquireOptions | undefined, autoExtend: boolean | undefined) =>
-    Effect.flatMap(prepare(resources, options, autoExtend), ({ settings, target }) =>
+  /** The scope's release: done once a quorum answered; slower nodes get the delete all the same. */
+  const releaseQuietly = (lock: LockState, clock: Clock.Clock) =>
+    Effect.flatMap(engine.release(lock, clock, instance.quorum), (report) => logReleaseProblems(lock, report))
+
+  /** Puts a fresh lock under the scope: its release, and its extension, end with the scope. */
+  const manage = (lock: LockState, clock: Clock.Clock): Effect.Effect<Lock.Lock, never, Scope.Scope> =>
+    Effect.flatMap(Effect.scope, (scope) => {
+      // Scope.addFinalizer, not Effect.addFinalizer: the release needs none of the acquiring
+      // fiber's FiberRefs, and restoring them costs more than the release itself.
+      if (lock.settings.autoExtend === undefined) {
+        return Effect.as(Scope.addFinalizer(scope, releaseQuietly(lock, clock)), lock)
+      }
+      return Effect.flatMap(startKeeper(lock, Effect.void), (keeper) =>
+        Effect.as(Scope.addFinalizer(scope, Effect.zipRight(keeper.stop, releaseQuietly(lock, clock))), lock))
+    })
+
+  const acquireIn = (resources: Resources, options: AcquireOptions | undefined) => (clock: Clock.Clock) =>
+    prepared(resources, options, undefined, (target, settings) =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(restore(engine.lock(instance, target, settings)), manage)
+        Effect.flatMap(restore(engine.lock(instance, target, settings, clock)), (lock) => manage(lock, clock))
       ))
 
-  const tryAcquireIn = (resources: Resources, options: AcquireOptions | undefined, autoExtend: boolean | undefined) =>
-    Effect.flatMap(prepare(resources, options, autoExtend), ({ settings, target }) =>
+  const tryAcquireIn = (resources: Resources, options: AcquireOptions | undefined) => (clock: Clock.Clock) =>
+    prepared(resources, options, undefined, (target, settings) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(
-          restore(engine.tryLock(instance, target, settings)),
-          Option.match({ onNone: () => Effect.succeedNone, onSome: (lock) => Effect.asSome(manage(lock)) })
+          restore(engine.tryLock(instance, target, settings, clock)),
+          Option.match({ onNone: () => Effect.succeedNone, onSome: (lock) => Effect.asSome(manage(lock, clock)) })
         )
       ))
-
 
   /** Acquires, runs the body guarded, releases: no Scope, one keeper fiber per lock. */
   const withLockIn = <A, E, R, E2>(
     body: Body<A, E, R>,
     resources: Resources,
     options: AcquireOptions | undefined,
+    clock: Clock.Clock,
     take: (target: engine.Target, settings: options_.Settings) => Effect.Effect<Option.Option<LockState>, E2>
   ): Effect.Effect<Option.Option<A>, E | E2 | InvalidArgument | LockLost, R> =>
-    Effect.flatMap(prepare(resources, options, true), ({ settings, target }) =>
+    prepared(resources, options, true, (target, settings) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(restore(take(target, settings)), (taken) => {
           if (Option.isNone(taken)) return Effect.succeedNone
           const lock = taken.value
-          return Effect.asSome(guard(body, lock, restore)).pipe(Effect.ensuring(releaseQuietly(lock)))
+          return Effect.asSome(guard(body, lock, restore)).pipe(Effect.ensuring(releaseQuietly(lock, clock)))
         })
       ))
 
   const withLock: WithLock = dual(
     isBody,
     <A, E, R>(body: Body<A, E, R>, resources: Resources, options?: AcquireOptions) =>
-      traced(
-        "Redlock.withLock",
+      operation("Redlock.withLock", (clock) =>
         Effect.map(
-          withLockIn(body, resources, options, (target, settings) =>
-            Effect.asSome(engine.lock(instance, target, settings))),
+          withLockIn(body, resources, options, clock, (target, settings) =>
+            Effect.asSome(engine.lock(instance, target, settings, clock))),
           Option.getOrThrow
-        )
-      )
+        ))
   )
 
   const tryWithLock: TryWithLock = dual(
     isBody,
     <A, E, R>(body: Body<A, E, R>, resources: Resources, options?: AcquireOptions) =>
-      traced(
-        "Redlock.tryWithLock",
-        withLockIn(body, resources, options, (target, settings) => engine.tryLock(instance, target, settings))
-      )
+      operation("Redlock.tryWithLock", (clock) =>
+        withLockIn(body, resources, options, clock, (target, settings) =>
+          engine.tryLock(instance, target, settings, clock)))
   )
 
   return {
     nodes: instance.nodes.length,
     quorum: instance.quorum,
-    acquire: (resources, options) => traced("Redlock.acquire", acquireIn(resources, options, undefined)),
-    tryAcquire: (resources, options) => traced("Redlock.tryAcquire", tryAcquireIn(resources, options, undefined)),
+    acquire: (resources, options) => operation("Redlock.acquire", acquireIn(resources, options)),
+    tryAcquire: (resources, options) => operation("Redlock.tryAcquire", tryAcquireIn(resources, options)),
     withLock,
     tryWithLock,
     lock: (resources, options) =>
-      traced(
-        "Redlock.lock",
-        Effect.flatMap(prepare(resources, options, undefined), ({ settings, target }) =>
-          engine.lock(instance, target, settings))
-      ),
+      operation("Redlock.lock", (clock) =>
+        prepared(resources, options, undefined, (target, settings) => engine.lock(instance, target, settings, clock))),
     extend: (lock, ttl) =>
-      traced(
-        "Redlock.extend",
-        Effect.suspend(() => {
-          if (!(lock instanceof LockState)) return Effect.fail(notALock())
-          const settings = ttl === undefined
-            ? Effect.succeed(lock.settings)
-            : options_.validate(() => options_.resolve(lock.settings, { ttl }, undefined))
-          return Effect.flatMap(settings, (settings) => engine.extend(lock, settings))
-        })
-      ),
+      operation("Redlock.extend", () => {
+        if (!(lock instanceof LockState)) return Effect.fail(notALock())
+        const settings = ttl === undefined
+          ? Effect.succeed(lock.settings)
+          : options_.validate(() => options_.resolve(lock.settings, { ttl }, undefined))
+        return Effect.flatMap(settings, (settings) => engine.extend(lock, settings))
+      }),
     // Release cannot fail: a value that is not a lock handle got past the types, a defect.
     release: (lock) =>
-      traced("Redlock.release", lock instanceof LockState ? engine.release(lock) : Effect.die(notALock()))
+      operation(
+        "Redlock.release",
+        (clock) => lock instanceof LockState ? engine.release(lock, clock) : Effect.die(notALock())
+      )
   }
 }
-

@@ -4,9 +4,9 @@
  * costs several microseconds: a large share of a lock cycle.
  */
 import * as Effect from "effect/Effect"
+import type * as Tracer from "effect/Tracer"
 
 const builtInTracer = Effect.runSync(Effect.tracer)
 
-/** Wraps an operation in a span named `name` when a tracer other than the built-in one is installed. */
-export const traced = <A, E, R>(name: string, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.tracerWith((tracer) => tracer === builtInTracer ? effect : Effect.withSpan(effect, name))
+/** Whether spans are wanted: a tracer other than Effect's built-in one is installed. */
+export const isTraced = (tracer: Tracer.Tracer): boolean => tracer !== builtInTracer
