@@ -100,7 +100,7 @@ export const isHeld = (lock: Lock): Effect.Effect<boolean> =>
  */
 export const awaitLost = (lock: Lock): Effect.Effect<never, LockLost> => {
   const state = stateOf(lock)
-  if (state.autoExtending) return state.lost
+  if (state.autoExtending) return state.awaitLoss()
   const watchExpiry: Effect.Effect<never> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
     if (state.status === "held" && now >= state.expiresAt) {
       state.markLost(new LockLost({ resources: state.resources, reason: "expired", votes: [] }))
@@ -109,5 +109,5 @@ export const awaitLost = (lock: Lock): Effect.Effect<never, LockLost> => {
       ? Effect.zipRight(Effect.sleep(Duration.millis(state.expiresAt - now)), watchExpiry)
       : Effect.never
   })
-  return Effect.interruptible(Effect.raceFirst(state.lost, watchExpiry))
+  return Effect.interruptible(Effect.raceFirst(state.awaitLoss(), watchExpiry))
 }

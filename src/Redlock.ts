@@ -146,13 +146,21 @@ export interface InstanceOptions extends LockOptions {
    */
   readonly keyPrefix?: string | undefined
   /**
-   * Wake waiters when a lock is released instead of leaving them to the retry schedule alone:
-   * releases publish on a channel per key, and waiters listen through one extra subscriber
-   * connection per node (opened on the first contention, closed with the instance). Needs the
-   * client to be allowed to SUBSCRIBE and PUBLISH; without that, waiters fall back to polling.
-   * @default true
+   * Wake waiters when a lock is released instead of leaving them to the retry schedule alone.
+   * Waiters listen through one extra subscriber connection per node (opened on the first
+   * contention, closed with the instance) and hear of releases from:
+   * - `"publish"` (or `true`): each release publishes on a channel per key from the release
+   *   script. Works on any Redis whose ACL allows SUBSCRIBE and PUBLISH.
+   * - `"keyspace"`: Redis's own keyspace notifications: no PUBLISH per release, and waiters also
+   *   wake when a lock expires. Needs `notify-keyspace-events` with `K`, `g` and `x` (for example
+   *   `Kgx`) on every node (a warning is logged for a node where it is missing) and standalone
+   *   clients: Cluster notifications stay on the node that holds the key.
+   * - `false`: waiters follow the retry schedule only.
+   *
+   * Processes that contend for the same locks should use the same source.
+   * @default "publish"
    */
-  readonly wakeUp?: boolean | undefined
+  readonly wakeUp?: boolean | "publish" | "keyspace" | undefined
 }
 
 /**
@@ -331,20 +339,22 @@ export const make = (options: MakeOptions): Effect.Effect<Redlock.Service, Inval
     const { clients, instance, wakeUp } = yield* options_.validate(() => {
       const checked = options_.objectOf("options", options)
       const clients = options_.clientsOf(checked.clients, labelOf)
+      const wakeUp = options_.wakeUpOf(checked.wakeUp, clients)
       const instance: Omit<engine.Engine, "waker"> = {
-        nodes: clients.map(fromClient),
+        nodes: clients.map((client) => fromClient(client, wakeUp === "publish")),
         quorum: quorumOf(clients.length),
         keyPrefix: options_.keyPrefixOf(checked.keyPrefix),
         settings: options_.baseSettings(checked)
       }
-      return { clients, instance, wakeUp: options_.booleanOf("wakeUp", checked.wakeUp, true) }
+      return { clients, instance, wakeUp }
     })
     for (const client of clients) {
       const ignore = () => {}
       yield* Effect.acquireRelease(Effect.sync(() => client.on("error", ignore)), () =>
         Effect.sync(() => client.off("error", ignore)))
     }
-    const waker = wakeUp ? yield* Waker.make(clients, instance.quorum) : undefined
+    if (wakeUp === "keyspace") yield* Effect.forkScoped(Waker.checkKeyspaceEvents(clients))
+    const waker = wakeUp === false ? undefined : yield* Waker.make(clients, instance.quorum, wakeUp)
     return makeService({ ...instance, waker })
   })
 

@@ -7,6 +7,7 @@ import * as Schedule from "effect/Schedule"
 import * as Tracer from "effect/Tracer"
 import * as Scope from "effect/Scope"
 import { Redis } from "ioredis"
+import { inspect } from "node:util"
 import * as Lock from "../src/Lock.js"
 import { quorumOf } from "../src/internal/quorum.js"
 import { keysEverywhere, quickRetry, resource, withRedlock } from "./support/setup.js"
@@ -125,16 +126,16 @@ describe.each([1, 3, 5])("Redlock on %i node(s)", (n) => {
 
   it.scopedLive("a quorum that answers after the validity ran out is no lock, and its keys are deleted", () =>
     Effect.gen(function*() {
-      // A large drift factor leaves 98 ms of validity from a 200 ms ttl; the slow nodes answer after ~130 ms.
+      // A large drift factor leaves 198 ms of validity from a 400 ms ttl; the slow nodes answer after ~270 ms.
       const { cluster, redlock } = yield* withRedlock(n, { driftFactor: 0.5 })
       const name = resource("slow")
       const sleepers = yield* Effect.forEach(
         cluster.nodes.slice(0, quorum),
-        (node) => Effect.fork(node.call("DEBUG", "SLEEP", "0.15")),
+        (node) => Effect.fork(node.call("DEBUG", "SLEEP", "0.3")),
         { concurrency: "unbounded" }
       )
-      yield* Effect.sleep("20 millis")
-      const error = yield* Effect.flip(redlock.lock(name, { ttl: 200, nodeTimeout: 190, retry: { times: 0 } }))
+      yield* Effect.sleep("30 millis")
+      const error = yield* Effect.flip(redlock.lock(name, { ttl: 400, nodeTimeout: 390, retry: { times: 0 } }))
       yield* Effect.forEach(sleepers, Fiber.join)
       assert.strictEqual(error._tag, "QuorumUnavailable")
       if (error._tag === "QuorumUnavailable") {
@@ -147,7 +148,8 @@ describe.each([1, 3, 5])("Redlock on %i node(s)", (n) => {
     Effect.gen(function*() {
       const { cluster, redlock, settle } = yield* withRedlock(n)
       const name = resource("extend")
-      const lock = yield* redlock.lock(name, { ttl: "300 millis" })
+      // The release at the end waits at most this lock's node timeout for each node's report.
+      const lock = yield* redlock.lock(name, { ttl: "300 millis", nodeTimeout: "150 millis" })
       const firstExpiry = lock.expiresAt
       yield* Effect.sleep("150 millis")
       yield* redlock.extend(lock, "600 millis")
@@ -289,6 +291,48 @@ describe("Redlock scripts and clients", () => {
         assert.strictEqual(calls["evalsha"], 1)
         assert.isUndefined(calls["eval"])
       }
+    }))
+
+  it.scopedLive("locks taken in the same tick leave for a node in one socket write", () =>
+    Effect.gen(function*() {
+      const { clients, redlock } = yield* withRedlock(1)
+      const warm = yield* redlock.lock(resource("warm"))
+      yield* redlock.release(warm)
+      // Count what the socket hands to the kernel: one call per write or per batch of writes.
+      const socket = clients[0]!.stream as unknown as Record<"_write" | "_writev", (...args: Array<unknown>) => void>
+      let writes = 0
+      for (const method of ["_write", "_writev"] as const) {
+        const original = socket[method]!
+        socket[method] = function(this: unknown, ...args: Array<unknown>) {
+          writes++
+          return original.apply(this, args)
+        }
+        yield* Effect.addFinalizer(() => Effect.sync(() => delete socket[method]))
+      }
+      const names = Array.from({ length: 32 }, (_, i) => resource(`batch-${i}`))
+      const locks = yield* Effect.forEach(names, (name) => redlock.lock(name), { concurrency: "unbounded" })
+      assert.strictEqual(locks.length, 32)
+      assert.isAtMost(writes, 2, `${writes} writes for 32 SETs`)
+      writes = 0
+      yield* Effect.forEach(locks, (lock) => redlock.release(lock), { concurrency: "unbounded", discard: true })
+      assert.isAtMost(writes, 2, `${writes} writes for 32 releases`)
+      // Corking is per tick: the connection is uncorked afterwards and the user's own commands go out.
+      assert.strictEqual(clients[0]!.stream.writableCorked, 0)
+      assert.strictEqual(yield* Effect.promise(() => clients[0]!.ping()), "PONG")
+    }))
+
+  it.scopedLive("a lock handle prints without its owner value or the instance behind it", () =>
+    Effect.gen(function*() {
+      const { redlock } = yield* withRedlock(1)
+      const name = resource("print")
+      const lock = yield* redlock.lock(name)
+      for (const text of [String(lock), JSON.stringify(lock), inspect(lock, { depth: 10, getters: true })]) {
+        assert.notInclude(text, lock.value)
+        assert.include(text, name)
+        assert.notInclude(text, "127.0.0.1")
+      }
+      yield* redlock.release(lock)
+      assert.include(String(lock), "released")
     }))
 
   it.scopedLive("borrowed clients keep working and get no listener left behind", () =>

@@ -92,6 +92,7 @@ describe("bad input is refused before any Redis call", () => {
       }
       yield* expectInvalid(make({ clients: [a, b], keyPrefix: 5 }), "keyPrefix")
       yield* expectInvalid(make({ clients: [a, b], ttl: 0 }), "ttl")
+      yield* expectInvalid(make({ clients: [a, b], wakeUp: "sometimes" }), "wakeUp")
       yield* expectInvalid(
         Effect.scoped(Layer.build(Redlock.layer({ nodes: ["http://x"] }))),
         "nodes"
@@ -113,6 +114,8 @@ describe("bad input is refused before any Redis call", () => {
         redlock.lock(sameSlot, { retry: { times: 0 }, nodeTimeout: "20 millis" })
       )
       assert.strictEqual(attempt._tag, "QuorumUnavailable", "same-slot resources pass validation")
+      // Keyspace notifications stay on the node that holds the key: not usable through a Cluster client.
+      yield* expectInvalid(Effect.scoped(Redlock.make({ clients: [cluster as Client], wakeUp: "keyspace" })), "wakeUp")
     }))
 
 })

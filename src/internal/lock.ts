@@ -2,6 +2,7 @@
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
+import * as Inspectable from "effect/Inspectable"
 import type * as Lock from "../Lock.js"
 import type { ReleaseReport } from "../Redlock.js"
 import type { LockLost } from "../RedlockError.js"
@@ -49,10 +50,27 @@ export class LockState implements Lock.Lock {
     if (this.lossSignal !== undefined) Deferred.unsafeDone(this.lossSignal, Effect.fail(error))
   }
 
-  /** Completes with the loss; never completes if the lock is released first. */
-  get lost(): Effect.Effect<never, LockLost> {
+  /**
+   * Completes with the loss; never completes if the lock is released first. A method, not a
+   * getter: printers that read every getter (test runners) would iterate the returned effect.
+   */
+  awaitLoss(): Effect.Effect<never, LockLost> {
     if (this.lostWith !== undefined) return Effect.fail(this.lostWith)
     this.lossSignal ??= Deferred.unsafeMake<never, LockLost>(FiberId.none)
     return Deferred.await(this.lossSignal)
+  }
+
+  /** What a log or a test runner shows: never the owner value, nor the instance behind the lock. */
+  toJSON(): unknown {
+    const { acquiredAt, attempts, expiresAt, extensions, resources, status, ttlMs } = this
+    return { _id: "Lock", resources, status, attempts, ttlMs, acquiredAt, expiresAt, extensions }
+  }
+
+  toString(): string {
+    return JSON.stringify(this.toJSON())
+  }
+
+  [Inspectable.NodeInspectSymbol](): unknown {
+    return this.toJSON()
   }
 }

@@ -63,8 +63,11 @@ export const labelOf = (client: Client): string => {
   return options.path ? options.path : `${options.host ?? "localhost"}:${options.port ?? 6379}`
 }
 
-/** Adapts an ioredis client. A single key is taken with a plain `SET NX PX`: one command, no script. */
-export const fromClient = (client: Client): LockNode => ({
+/**
+ * Adapts an ioredis client. A single key is taken with a plain `SET NX PX`: one command, no
+ * script. With `announce`, releases publish for waiters (see `Waker`).
+ */
+export const fromClient = (client: Client, announce = true): LockNode => ({
   label: labelOf(client),
   isCluster: client.isCluster,
   acquire: (keys, value, ttlMs) => {
@@ -79,6 +82,6 @@ export const fromClient = (client: Client): LockNode => ({
   },
   release: (keys, value) => {
     coalesceWrites(client)
-    return runScript(client, Scripts.release, keys, [value, channelPrefix])
+    return runScript(client, Scripts.release, keys, [value, announce ? channelPrefix : ""])
   }
 })

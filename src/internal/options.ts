@@ -261,6 +261,17 @@ export const booleanOf = (argument: string, input: unknown, fallback: boolean): 
   return typeof input === "boolean" ? input : invalid(argument, "must be a boolean")
 }
 
+/** Validates the wake-up source: `true` means "publish"; keyspace notifications need standalone clients. */
+export const wakeUpOf = (input: unknown, clients: ReadonlyArray<Client>): "publish" | "keyspace" | false => {
+  if (input === undefined || input === true || input === "publish") return "publish"
+  if (input === false) return false
+  if (input !== "keyspace") return invalid("wakeUp", "must be a boolean, \"publish\" or \"keyspace\"")
+  if (clients.some((client) => client.isCluster)) {
+    return invalid("wakeUp", "\"keyspace\" needs standalone clients: on Redis Cluster, notifications stay on the key's node")
+  }
+  return "keyspace"
+}
+
 /** Validates a key prefix. */
 export const keyPrefixOf = (input: unknown): string => {
   if (input === undefined) return ""

@@ -44,17 +44,17 @@ end
 return 1`)
 
 /**
- * Deletes every key that holds ARGV[1] and announces each deletion on ARGV[2] .. key, for
- * waiters, with a digest of the owner value (never the value itself) so they can tell one release
- * from the next. Replies the number of keys deleted. The announcement is best effort (`pcall`): a
- * user whose ACL forbids PUBLISH still releases.
+ * Deletes every key that holds ARGV[1]. Replies the number of keys deleted. Unless ARGV[2] is
+ * empty, announces each deletion on ARGV[2] .. key, for waiters, with a digest of the owner value
+ * (never the value itself) so they can tell one release from the next. The announcement is best
+ * effort (`pcall`): a user whose ACL forbids PUBLISH still releases.
  */
 export const release = script(`
 local deleted = 0
 for i = 1, #KEYS do
   if redis.call("GET", KEYS[i]) == ARGV[1] then
     deleted = deleted + redis.call("DEL", KEYS[i])
-    redis.pcall("PUBLISH", ARGV[2] .. KEYS[i], redis.sha1hex(ARGV[1]))
+    if ARGV[2] ~= "" then redis.pcall("PUBLISH", ARGV[2] .. KEYS[i], redis.sha1hex(ARGV[1])) end
   end
 end
 return deleted`)

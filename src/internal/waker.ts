@@ -1,18 +1,66 @@
 /**
- * Wake-ups instead of polling: every release publishes on the key's channel (from the release
- * script), and a waiter listens there so it can try again about one round trip after the holder
- * let go. One subscriber connection per node, shared by every waiter of the instance, opened on
- * the first contention and closed with the instance.
+ * Wake-ups instead of polling: a waiter listens for the deletion of its keys so it can try again
+ * about one round trip after the holder let go. Two sources:
+ * - "publish": every release publishes on the key's channel from the release script;
+ * - "keyspace": Redis's own keyspace notifications (`del`, `expired`, `evicted`), which cost no
+ *   command and also announce locks that expired, but need `notify-keyspace-events` set on the
+ *   nodes.
+ * One subscriber connection per node, shared by every waiter of the instance, opened on the first
+ * contention and closed with the instance.
  */
 import * as Effect from "effect/Effect"
+import type { Redis } from "ioredis"
 import type * as Scope from "effect/Scope"
 import { startTimer } from "./fanout.js"
-import type { Client } from "./node.js"
+import { type Client, labelOf } from "./node.js"
 
 /** Release announcements go to this prefix followed by the key. */
 export const channelPrefix = "effect-redlock:released:"
 
-const channelOf = (key: string): string => channelPrefix + key
+/** Where waiters hear of releases. */
+export type Source = "publish" | "keyspace"
+
+/** The keyspace events that mean a key is gone. */
+const deletions: ReadonlySet<string> = new Set(["del", "expired", "evicted"])
+
+/** The database a client works in: its keyspace channels carry the number. */
+const databaseOf = (client: Client): number => client.isCluster ? 0 : Number((client as Redis).options.db ?? 0)
+
+/** Per node, the prefix of the channel of a key (ioredis prepends a client's `keyPrefix` to keys, not to channels). */
+const prefixesOf = (clients: ReadonlyArray<Client>, source: Source): ReadonlyArray<string> =>
+  clients.map((client) =>
+    (source === "publish" ? channelPrefix : `__keyspace@${databaseOf(client)}__:`) + (client.options.keyPrefix ?? "")
+  )
+
+/**
+ * Whether a node's `notify-keyspace-events` setting announces deleted and expired keys on keyspace
+ * channels: `K`, plus `g` and `x` (or `A`, which includes both).
+ */
+export const announcesDeletions = (setting: string): boolean =>
+  setting.includes("K") && (setting.includes("A") || (setting.includes("g") && setting.includes("x")))
+
+/**
+ * Logs a warning for every node whose `notify-keyspace-events` would not announce deleted and
+ * expired locks: its waiters would only follow the retry schedule. A node that cannot be asked
+ * (CONFIG forbidden or renamed, unreachable) is logged at debug level.
+ */
+export const checkKeyspaceEvents = (clients: ReadonlyArray<Client>): Effect.Effect<void> =>
+  Effect.forEach(clients, (client) =>
+    Effect.tryPromise(() => (client as Extract<Client, { config: unknown }>).config("GET", "notify-keyspace-events")).pipe(
+      Effect.timeout("5 seconds"),
+      Effect.flatMap((reply) => {
+        const setting = Array.isArray(reply) ? String(reply[1] ?? "") : ""
+        return announcesDeletions(setting) ? Effect.void : Effect.logWarning(
+          "effect-redlock: wakeUp \"keyspace\" needs notify-keyspace-events with K, g and x (e.g. Kgx); " +
+            "waiters on this node follow the retry schedule"
+        ).pipe(Effect.annotateLogs({ node: labelOf(client), setting }))
+      }),
+      Effect.catchAll(() =>
+        Effect.logDebug("effect-redlock: could not read notify-keyspace-events").pipe(
+          Effect.annotateLogs({ node: labelOf(client) })
+        )
+      )
+    ), { concurrency: "unbounded", discard: true })
 
 /** One waiter's view of the release announcements for its keys. */
 export interface Listener {
@@ -40,6 +88,8 @@ interface Channel {
   readonly waiters: Set<Waiter>
   /** Per release (told apart by the owner value's digest), the nodes that announced it. */
   readonly heard: Map<string, Set<number>>
+  /** Keyspace events only: nodes whose announcement of the release last handed on is still due. */
+  readonly late: Set<number>
 }
 
 /** Releases remembered per channel: late announcements of older ones must not add up to a quorum. */
@@ -56,13 +106,31 @@ const ignore = () => {}
  * waking on the first announcement would mostly make it try before the other nodes deleted the
  * key, and waking every waiter would send them all to Redis for one lock.
  */
-export const make = (clients: ReadonlyArray<Client>, quorum: number): Effect.Effect<Waker, never, Scope.Scope> =>
+export const make = (
+  clients: ReadonlyArray<Client>,
+  quorum: number,
+  source: Source
+): Effect.Effect<Waker, never, Scope.Scope> =>
   Effect.gen(function*() {
+    // Waiters by key; each node names the key's channel with its own prefix.
     const channels = new Map<string, Channel>()
+    const prefixes = prefixesOf(clients, source)
     let subscribers: ReadonlyArray<Subscriber> | undefined
-    const announce = (node: number, name: string, release: string) => {
-      const channel = channels.get(name)
+    /**
+     * A published release carries the digest of its owner value. Keyspace events do not tell one
+     * release from the next: the nodes heard since the last turn count as one release, and the
+     * next event of each node that was not heard yet is taken as that release's late one.
+     */
+    const announce = (node: number, name: string, message: string) => {
+      let release = message
+      if (source === "keyspace" && !deletions.has(message)) return
+      const key = name.slice(prefixes[node]!.length)
+      const channel = channels.get(key)
       if (channel === undefined) return
+      if (source === "keyspace") {
+        if (channel.late.delete(node)) return
+        release = ""
+      }
       let nodes = channel.heard.get(release)
       if (nodes === undefined) {
         if (channel.heard.size >= rememberedReleases) channel.heard.delete(channel.heard.keys().next().value!)
@@ -71,6 +139,10 @@ export const make = (clients: ReadonlyArray<Client>, quorum: number): Effect.Eff
       }
       nodes.add(node)
       if (nodes.size !== quorum) return
+      if (source === "keyspace") {
+        channel.heard.delete(release)
+        for (let other = 0; other < clients.length; other++) if (!nodes.has(other)) channel.late.add(other)
+      }
       const [next] = channel.waiters
       if (next === undefined) return
       channel.waiters.delete(next)
@@ -89,30 +161,33 @@ export const make = (clients: ReadonlyArray<Client>, quorum: number): Effect.Eff
       })
     yield* Effect.addFinalizer(() => Effect.sync(() => subscribers?.forEach((subscriber) => subscriber.disconnect())))
 
-    const leave = (names: ReadonlyArray<string>, waiter: Waiter) => {
-      const emptied = names.filter((name) => {
-        const channel = channels.get(name)
+    const namesOn = (node: number, keys: ReadonlyArray<string>) => keys.map((key) => prefixes[node] + key)
+
+    const leave = (keys: ReadonlyArray<string>, waiter: Waiter) => {
+      const emptied = keys.filter((key) => {
+        const channel = channels.get(key)
         channel?.waiters.delete(waiter)
         if (channel === undefined || channel.waiters.size > 0) return false
-        channels.delete(name)
+        channels.delete(key)
         return true
       })
-      if (emptied.length > 0) for (const subscriber of open()) subscriber.unsubscribe(...emptied).catch(ignore)
+      if (emptied.length === 0) return
+      open().forEach((subscriber, node) => subscriber.unsubscribe(...namesOn(node, emptied)).catch(ignore))
     }
 
     /** Adds the waiter to every channel, subscribing to new ones; true if a channel had waiters already. */
-    const join = (names: ReadonlyArray<string>, waiter: Waiter, timeoutMs: number) =>
+    const join = (keys: ReadonlyArray<string>, waiter: Waiter, timeoutMs: number) =>
       Effect.clockWith((clock) =>
         Effect.async<boolean>((resume) => {
           let queued = false
-          const fresh = names.filter((name) => {
-            const channel = channels.get(name)
+          const fresh = keys.filter((key) => {
+            const channel = channels.get(key)
             if (channel !== undefined) {
               queued ||= channel.waiters.size > 0
               channel.waiters.add(waiter)
               return false
             }
-            channels.set(name, { waiters: new Set([waiter]), heard: new Map() })
+            channels.set(key, { waiters: new Set([waiter]), heard: new Map(), late: new Set() })
             return true
           })
           if (fresh.length === 0) return resume(Effect.succeed(queued))
@@ -126,9 +201,12 @@ export const make = (clients: ReadonlyArray<Client>, quorum: number): Effect.Eff
             resume(Effect.succeed(queued))
           }
           const stop = startTimer(clock, timeoutMs, finish)
-          for (const subscriber of all) {
-            subscriber.subscribe(...fresh).then(() => --pending === 0 && finish(), () => --pending === 0 && finish())
-          }
+          all.forEach((subscriber, node) => {
+            subscriber.subscribe(...namesOn(node, fresh)).then(
+              () => --pending === 0 && finish(),
+              () => --pending === 0 && finish()
+            )
+          })
         })
       )
 
@@ -156,14 +234,12 @@ export const make = (clients: ReadonlyArray<Client>, quorum: number): Effect.Eff
       )
 
     const listen = (keys: ReadonlyArray<string>, timeoutMs: number) => {
-      const names = keys.map(channelOf)
       const waiter: Waiter = { notified: false, wake: undefined }
       return Effect.acquireRelease(
-        Effect.map(join(names, waiter, timeoutMs), (queued): Listener => ({ queued, wait: (ms) => waitFor(waiter, ms) })),
-        () => Effect.sync(() => leave(names, waiter))
+        Effect.map(join(keys, waiter, timeoutMs), (queued): Listener => ({ queued, wait: (ms) => waitFor(waiter, ms) })),
+        () => Effect.sync(() => leave(keys, waiter))
       )
     }
-    const isQueued = (keys: ReadonlyArray<string>) =>
-      channels.size > 0 && keys.some((key) => channels.has(channelOf(key)))
+    const isQueued = (keys: ReadonlyArray<string>) => channels.size > 0 && keys.some((key) => channels.has(key))
     return { listen, isQueued }
   })

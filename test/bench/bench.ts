@@ -230,9 +230,13 @@ interface Block {
   readonly summaries: ReadonlyArray<Summary>
 }
 
+/** The nodes' `notify-keyspace-events`: deleted and expired keys on keyspace channels. */
+const keyspaceEvents = ["--notify-keyspace-events", "Kgx"]
+
 const runK = (k: number) =>
   Effect.scoped(Effect.gen(function*() {
-    const cluster = yield* RedisNodes.make(k)
+    // Every implementation runs on nodes that announce deletions (effect-redlock's keyspace wake-ups).
+    const cluster = yield* RedisNodes.make(k, { args: keyspaceEvents })
     const info = yield* cluster.nodes[0]!.call("INFO", "server")
     const version = /redis_version:([^\r\n]+)/.exec(String(info))?.[1] ?? "unknown"
     log(`K=${k}: ${k} redis-server ${version} node(s) on ports ${cluster.nodes.map((n) => n.port).join(", ")}`)

@@ -178,34 +178,49 @@ export const floor: Impl = promiseImpl(
 // effect-redlock
 // ---------------------------------------------------------------------------------------------
 
-const effectOptions = (settings: BenchSettings): Redlock.InstanceOptions => ({
+/** Wake-up sources measured: keyspace notifications (the nodes here announce deletions) and the default PUBLISH. */
+type WakeUp = "keyspace" | "publish"
+
+const effectOptions = (settings: BenchSettings, wakeUp: WakeUp): Redlock.InstanceOptions => ({
   ttl: settings.ttlMs,
   // The default delay and jitter (200 ms ± 50 %), with enough retries.
-  retry: { times: settings.retryCount }
+  retry: { times: settings.retryCount },
+  wakeUp
 })
 
-const effectImpl = (variant: EffectVariant, description: string): Impl => {
-  const name = `effect-redlock:${variant}`
+const effectImpl = (variant: EffectVariant, wakeUp: WakeUp, description: string): Impl => {
+  const name = `effect-redlock:${variant}${wakeUp === "publish" ? "/publish" : ""}`
   return {
     name,
     kind: "effect",
     description,
     prepare: async (clients, settings) => {
-      const options = effectOptions(settings)
+      const options = effectOptions(settings, wakeUp)
       await primeEffect(clients, options, primeKey(name))
       return (scenario, prefix) => runEffectWorkload(clients, options, variant, scenario, prefix)
     }
   }
 }
 
-export const effectLock = effectImpl("lock", "one Effect program: redlock.lock + redlock.release; retry 200 ms ± 50 %")
+export const effectLock = effectImpl(
+  "lock",
+  "keyspace",
+  "one Effect program: redlock.lock + redlock.release; wake-ups from keyspace events; retry 200 ms ± 50 %"
+)
 export const effectAcquire = effectImpl(
   "acquire",
-  "one Effect program: Effect.scoped(redlock.acquire *> hold); retry 200 ms ± 50 %"
+  "keyspace",
+  "one Effect program: Effect.scoped(redlock.acquire *> hold); wake-ups from keyspace events; retry 200 ms ± 50 %"
 )
 export const effectWithLock = effectImpl(
   "withLock",
-  "one Effect program: redlock.withLock(hold, resource), auto-extension on; retry 200 ms ± 50 %"
+  "keyspace",
+  "one Effect program: redlock.withLock(hold, resource), auto-extension on; wake-ups from keyspace events; retry 200 ms ± 50 %"
+)
+export const effectLockPublish = effectImpl(
+  "lock",
+  "publish",
+  "as effect-redlock:lock with the default wake-ups: the release script PUBLISHes; retry 200 ms ± 50 %"
 )
 
 // ---------------------------------------------------------------------------------------------
@@ -318,6 +333,7 @@ export const allImpls: ReadonlyArray<Impl> = [
   effectLock,
   effectAcquire,
   effectWithLock,
+  effectLockPublish,
   effectPromise,
   redlock4,
   redlock5,
