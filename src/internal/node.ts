@@ -43,15 +43,33 @@ const isOk = (reply: string | null): number => reply === "OK" ? 1 : 0
 
 const uncork = (stream: NodeJS.WritableStream & { uncork(): void }) => stream.uncork()
 
+/** Connections that sent a command in the current tick. */
+const sentThisTick = new Set<object>()
+let forgetting = false
+const forgetTick = () => {
+  sentThisTick.clear()
+  forgetting = false
+}
+
 /**
- * Holds the connection's writes until the next tick, so that every command sent to this node in
- * the current tick (by concurrent locks) leaves in one write: a system call per command is most
- * of a lock's client cost under load. Only a ready standalone connection that nobody else corked.
+ * Coalesces the writes of concurrent locks: the first command of a tick to a node leaves at once;
+ * from the second on, the connection holds its writes until the next tick, so they leave in one
+ * write. Under load a system call per command is most of a lock's client cost; a lone lock is not
+ * delayed. Only a ready standalone connection that nobody else corked.
  */
 const coalesceWrites = (client: Client): void => {
   if (client.isCluster) return
   const stream = (client as Redis).stream as (Redis["stream"] & { writableCorked?: number }) | undefined
-  if (stream === undefined || stream.writableCorked !== 0 || (client as Redis).status !== "ready") return
+  if (stream === undefined || (client as Redis).status !== "ready") return
+  if (!sentThisTick.has(stream)) {
+    sentThisTick.add(stream)
+    if (!forgetting) {
+      forgetting = true
+      process.nextTick(forgetTick)
+    }
+    return
+  }
+  if (stream.writableCorked !== 0) return
   stream.cork()
   process.nextTick(uncork, stream)
 }
