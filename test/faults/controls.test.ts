@@ -30,6 +30,11 @@ layer(Checker.poolLayer(3), { excludeTestServices: true, timeout: "60 seconds" }
     Effect.gen(function*() {
       const report = yield* run({
         ...longHolds,
+        // Longer holds than the other controls: the restarted nodes must be back, and the waiters
+        // reconnected (ioredis backs off), while the holder is still inside, even on a loaded machine.
+        ttlMs: 2_500,
+        workMs: [1_500, 1_700],
+        runMs: 5_000,
         name: "restart majority",
         nemesis: Nemesis.restartWhileHeld([0, 1], 2)
       })
