@@ -5,7 +5,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import Redlock, { ExecutionError, type Lock, LockError, ResourceLockedError } from "../src/promise.js"
 import * as RedisNodes from "./support/RedisNodes.js"
-import { keysEverywhere, resource } from "./support/setup.js"
+import { eventually, keysEverywhere, resource } from "./support/setup.js"
 
 const setup = Effect.gen(function*() {
   const cluster = yield* RedisNodes.make(3)
@@ -21,7 +21,29 @@ const promise = <A>(f: () => Promise<A>) => Effect.promise(f)
 const rejection = (f: () => Promise<unknown>) =>
   Effect.promise(() => f().then(() => undefined, (error: unknown) => error))
 
+/** Connections of a node whose last command was SUBSCRIBE or UNSUBSCRIBE, by CLIENT LIST. */
+const subscriberConnections = (node: RedisNodes.RedisNode) =>
+  Effect.map(node.call("CLIENT", "LIST"), (list) =>
+    String(list).split("\n").filter((line) => / cmd=(un)?subscribe /.test(line)).length)
+
 describe("effect-redlock/promise", () => {
+  it.scopedLive("closing the clients without quit() closes the wake-up connections too", () =>
+    Effect.gen(function*() {
+      const cluster = yield* RedisNodes.make(1)
+      const [client] = yield* cluster.clients()
+      const redlock = new Redlock([client!], { retryCount: 5, retryDelay: 50, retryJitter: 0 })
+      const name = resource("promise-no-quit")
+      const lock = yield* promise(() => redlock.acquire([name], 2_000))
+      // A waiter subscribes to release announcements through its own connection.
+      const waiter = redlock.acquire([name], 2_000)
+      yield* eventually(subscriberConnections(cluster.nodes[0]!), (count) => count === 1)
+      yield* promise(() => lock.release())
+      yield* promise(() => waiter.then((next) => next.release()))
+      yield* promise(() => client!.quit())
+      assert.strictEqual(yield* eventually(subscriberConnections(cluster.nodes[0]!), (count) => count === 0), 0)
+    }))
+
+
   it.scopedLive("v5: acquire, contention as ResourceLockedError, extend, release", () =>
     Effect.gen(function*() {
       const { cluster, redlock } = yield* setup

@@ -152,14 +152,25 @@ export const make = (
       next.wake = undefined
       wake?.()
     }
+    // A subscriber also closes when its client ends: an instance whose clients were closed without
+    // closing the instance (the Promise façade without `quit`) must not keep reconnecting forever.
+    const closers: Array<() => void> = []
     const open = (): ReadonlyArray<Subscriber> =>
       subscribers ??= clients.map((client, node) => {
         const subscriber: Subscriber = client.duplicate()
         subscriber.on("error", ignore)
         subscriber.on("message", (name: string, release: string) => announce(node, name, release))
+        const close = () => subscriber.disconnect()
+        client.once("end", close)
+        closers.push(() => client.off("end", close))
         return subscriber
       })
-    yield* Effect.addFinalizer(() => Effect.sync(() => subscribers?.forEach((subscriber) => subscriber.disconnect())))
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        closers.forEach((remove) => remove())
+        subscribers?.forEach((subscriber) => subscriber.disconnect())
+      })
+    )
 
     const namesOn = (node: number, keys: ReadonlyArray<string>) => keys.map((key) => prefixes[node] + key)
 

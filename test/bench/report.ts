@@ -15,57 +15,50 @@ export interface Run {
   readonly keysLeft: number
 }
 
-/** Per round, the numbers derived from one run. */
-export interface RoundMetrics {
-  readonly round: number
+/** The numbers measured of an implementation in a scenario: of one round, or summarised over rounds. */
+interface Metrics {
+  /** Cycles per second (cycles completed inside the window). */
   readonly throughput: number
+  /** Cycle latency (acquire + release), ms. */
   readonly p50Ms: number
   readonly p99Ms: number
-  readonly waitP50Ms: number
-  readonly waitP99Ms: number
-  readonly waitMaxMs: number
-  readonly worstWorkerWaitP99Ms: number
-  readonly commandsPerCycle: number
-  readonly cpuUsPerCycle: number
-  readonly fairness: number
-  readonly cycles: number
-  readonly totalCycles: number
-  readonly failures: number
-  readonly releaseErrors: number
-  readonly violations: number
-  readonly keysLeft: number
-  readonly commandBreakdown: Readonly<Record<string, number>>
-}
-
-export interface Summary {
-  readonly impl: string
-  readonly kind: Kind
-  readonly rounds: number
-  /** Median over rounds of cycles per second (cycles completed inside the window). */
-  readonly throughput: number
-  /** Smallest and largest throughput over rounds. */
-  readonly throughputRange: readonly [number, number]
-  /** Median over rounds of each round's p50 / p99 cycle latency (acquire + release), ms. */
-  readonly p50Ms: number
-  readonly p99Ms: number
-  /** Waits for the lock pooled over all rounds, ms. */
+  /** Waits for the lock, ms. */
   readonly waitP50Ms: number
   readonly waitP99Ms: number
   readonly waitMaxMs: number
   /**
-   * Each worker's own p99 wait, pooled over rounds; the worst worker's. Unlike the pooled p99 it
-   * is not diluted when one worker keeps re-taking the lock at once while the others starve.
+   * Each worker's own p99 wait; the worst worker's. Unlike the pooled p99 it is not diluted when
+   * one worker keeps re-taking the lock at once while the others starve.
    */
   readonly worstWorkerWaitP99Ms: number
   readonly commandsPerCycle: number
   readonly cpuUsPerCycle: number
-  /** Median over rounds of the Jain index over per-worker cycle counts. */
+  /** The Jain index over per-worker cycle counts. */
   readonly fairness: number
-  /** Sums over rounds. */
   readonly failures: number
   readonly releaseErrors: number
   readonly violations: number
   readonly keysLeft: number
+}
+
+/** Per round, the numbers derived from one run. */
+export interface RoundMetrics extends Metrics {
+  readonly round: number
+  readonly cycles: number
+  readonly totalCycles: number
+  readonly commandBreakdown: Readonly<Record<string, number>>
+}
+
+/**
+ * Over rounds: medians of throughput, latency percentiles and fairness; waits pooled over all
+ * rounds (the worst worker's p99 too); failures, release errors, violations and keys left summed.
+ */
+export interface Summary extends Metrics {
+  readonly impl: string
+  readonly kind: Kind
+  readonly rounds: number
+  /** Smallest and largest throughput over rounds. */
+  readonly throughputRange: readonly [number, number]
   readonly perRound: ReadonlyArray<RoundMetrics>
 }
 
