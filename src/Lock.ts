@@ -86,7 +86,7 @@ export const isHeld = (lock: Lock): Effect.Effect<boolean> =>
 
 /**
  * Waits until the lock is lost and fails with the `LockLost`, so work can be raced against it.
- * With automatic extension the extension fiber decides when the lock is lost; without it, the lock
+ * With automatic extension the lock's keeper decides when the lock is lost; without it, the lock
  * is lost when its validity runs out without a successful `extend`. Never completes for a lock
  * that is released first.
  *

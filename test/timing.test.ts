@@ -8,6 +8,7 @@ import * as Fiber from "effect/Fiber"
 import * as TestClock from "effect/TestClock"
 import * as Lock from "../src/Lock.js"
 import * as Engine from "../src/internal/engine.js"
+import { extensionDueAt } from "../src/internal/keepAlive.js"
 import * as Options from "../src/internal/options.js"
 import { driftOf, quorumOf, validityOf } from "../src/internal/quorum.js"
 import { makeService } from "../src/internal/service.js"
@@ -115,6 +116,17 @@ describe("timing under TestClock", () => {
       assert.strictEqual(nodes[0]!.calls(), 5)
     }))
 
+  it("extensions are due at the threshold, moved back onto a shared grid of at most 50 ms", () => {
+    assert.strictEqual(extensionDueAt(10_000, 3_000), 7_000)
+    assert.strictEqual(extensionDueAt(10_049, 3_000), 7_000, "a 50 ms step for a 3 s threshold")
+    assert.strictEqual(extensionDueAt(889, 300), 585, "a 15 ms step for a 300 ms threshold")
+    assert.strictEqual(extensionDueAt(19, 10), 9, "at least a 1 ms step")
+    for (let expiresAt = 1_000; expiresAt < 1_100; expiresAt++) {
+      const due = extensionDueAt(expiresAt, 600)
+      assert.isTrue(due <= expiresAt - 600 && due > expiresAt - 600 - 30 && due % 30 === 0)
+    }
+  })
+
   it.effect("automatic extension runs when a third of the ttl is left and stops at the cap", () =>
     Effect.gen(function*() {
       const { nodes, redlock } = setup(3, { ttl: 900 })
@@ -124,7 +136,9 @@ describe("timing under TestClock", () => {
       })))
       yield* settle
       const validity = 900 - driftOf(900, 0.01)
-      const extendAt = validity - 300
+      // A third of the ttl before expiry, on the grid: 585 ms, then 585 ms after the extension.
+      const extendAt = extensionDueAt(validity, 300)
+      assert.strictEqual(extendAt, 585)
       const calls = () => nodes.reduce((sum, node) => sum + node.calls(), 0)
       assert.strictEqual(calls(), 3)
       yield* TestClock.adjust(extendAt - 1)

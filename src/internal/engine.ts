@@ -276,47 +276,57 @@ export const tryLock = (
   )
 
 /**
- * Resets the ttl on a quorum. A lock that is gone or taken on too many nodes is lost for good; one
- * that only could not be confirmed stays held until its current expiry, so the caller may retry.
- * With `untilExpiry`, the round stops waiting at the lock's expiry: past it, a late confirmation
- * is of no use to work that must stop.
+ * An extension round: resets the ttl where every key still holds the lock's value. The keeper's
+ * rounds (`byKeeper`) join each node's batch of extensions, and stop waiting at the lock's expiry:
+ * past it, a late confirmation is of no use to work that must stop.
  */
-export const extend = (
-  lock: LockState,
-  settings: Settings,
-  untilExpiry = false
-): Effect.Effect<LockState, LockLost | InvalidArgument> =>
+export const extensionSpec = (lock: LockState, settings: Settings, byKeeper: boolean): RoundSpec => {
+  const { engine, keys, value } = lock
+  const { ttlMs } = settings
+  return {
+    nodes: engine.nodes,
+    call: byKeeper
+      ? (node) => node.extendInBatch(keys, value, ttlMs)
+      : (node) => node.extend(keys, value, ttlMs),
+    isGranted: (reply) => reply === 1,
+    quorum: engine.quorum,
+    timeoutMs: settings.nodeTimeoutMs,
+    deadline: byKeeper ? lock.expiresAt : undefined
+  }
+}
+
+/**
+ * Applies a decided extension round: a win moves the expiry forward; otherwise the error. A lock
+ * that is gone or taken on too many nodes is lost for good; one that only could not be confirmed
+ * stays held until its current expiry, so the caller may retry.
+ */
+export const settleExtension = (lock: LockState, settings: Settings, round: Round): LockLost | undefined => {
+  const { engine } = lock
+  const { ttlMs, driftMs } = settings
+  const won = round.tally.granted >= engine.quorum
+  if (won && validityOf(ttlMs, driftMs, round.startedAt, round.decidedAt) > 0 && lock.status === "held") {
+    lock.expiresAt = Math.max(lock.expiresAt, round.startedAt + ttlMs - driftMs)
+    lock.extensions++
+    return undefined
+  }
+  const unavailable = won || isUnavailable(round.tally.failed, engine.nodes.length, engine.quorum)
+  const reason = unavailable ? "unavailable" : round.replies.includes(-1) ? "taken" : "expired"
+  const error = new LockLost({ resources: lock.resources, reason, votes: votesOf(engine, round) })
+  if (!unavailable || round.decidedAt >= lock.expiresAt) lock.markLost(error)
+  return lock.lostWith ?? error
+}
+
+/** Resets the ttl on a quorum (see `settleExtension`). */
+export const extend = (lock: LockState, settings: Settings): Effect.Effect<LockState, LockLost | InvalidArgument> =>
   Effect.suspend((): Effect.Effect<LockState, LockLost | InvalidArgument> => {
-    const { engine } = lock
     if (lock.status === "released") {
       return Effect.fail(new InvalidArgument({ argument: "lock", reason: "was released" }))
     }
     if (lock.lostWith !== undefined) return Effect.fail(lock.lostWith)
-    const { keys, value } = lock
-    const { ttlMs, driftMs } = settings
-    return Effect.flatMap(
-      runRound({
-        nodes: engine.nodes,
-        call: (node) => node.extend(keys, value, ttlMs),
-        isGranted: (reply) => reply === 1,
-        quorum: engine.quorum,
-        timeoutMs: settings.nodeTimeoutMs,
-        deadline: untilExpiry ? lock.expiresAt : undefined
-      }),
-      (round): Effect.Effect<LockState, LockLost> => {
-        const won = round.tally.granted >= engine.quorum
-        if (won && validityOf(ttlMs, driftMs, round.startedAt, round.decidedAt) > 0 && lock.status === "held") {
-          lock.expiresAt = Math.max(lock.expiresAt, round.startedAt + ttlMs - driftMs)
-          lock.extensions++
-          return Effect.succeed(lock)
-        }
-        const unavailable = won || isUnavailable(round.tally.failed, engine.nodes.length, engine.quorum)
-        const reason = unavailable ? "unavailable" : round.replies.includes(-1) ? "taken" : "expired"
-        const error = new LockLost({ resources: lock.resources, reason, votes: votesOf(engine, round) })
-        if (!unavailable || round.decidedAt >= lock.expiresAt) lock.markLost(error)
-        return Effect.fail(lock.lostWith ?? error)
-      }
-    )
+    return Effect.flatMap(runRound(extensionSpec(lock, settings, false)), (round) => {
+      const error = settleExtension(lock, settings, round)
+      return error === undefined ? Effect.succeed(lock) : Effect.fail(error)
+    })
   })
 
 const releaseOutcome = (round: Round, index: number): NodeReport["outcome"] => {

@@ -22,8 +22,10 @@ export class LockState implements Lock.Lock {
   extensions = 0
   lostWith: LockLost | undefined = undefined
   releaseReport: ReleaseReport | undefined = undefined
-  /** Set while an extension fiber looks after the lock; it alone reports loss then. */
+  /** Set while a keeper extends the lock automatically; it alone reports loss then. */
   autoExtending = false
+  /** Called once when the lock is lost: the keeper's reaction (interrupting the work). */
+  onLoss: (() => void) | undefined = undefined
   private lossSignal: Deferred.Deferred<never, LockLost> | undefined = undefined
 
   constructor(
@@ -48,6 +50,7 @@ export class LockState implements Lock.Lock {
     this.status = "lost"
     this.lostWith = error
     if (this.lossSignal !== undefined) Deferred.unsafeDone(this.lossSignal, Effect.fail(error))
+    this.onLoss?.()
   }
 
   /**

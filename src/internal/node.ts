@@ -17,6 +17,11 @@ export interface LockNode {
   acquire(keys: ReadonlyArray<string>, value: string, ttlMs: number): Promise<number>
   /** 1 when every key was ours and is extended, 0 when one is gone, -1 when one is another owner's. */
   extend(keys: ReadonlyArray<string>, value: string, ttlMs: number): Promise<number>
+  /**
+   * `extend`, sent with every other batched extension of this turn of the event loop as one
+   * command (on a standalone node; a Cluster node has no batches, its keys live in many slots).
+   */
+  extendInBatch(keys: ReadonlyArray<string>, value: string, ttlMs: number): Promise<number>
   /** The number of keys that held `value` and were deleted. */
   release(keys: ReadonlyArray<string>, value: string): Promise<number>
 }
@@ -27,15 +32,15 @@ export type Client = Redis | Cluster
 const isNoScript = (error: unknown): boolean =>
   error instanceof Error && error.message.startsWith("NOSCRIPT")
 
-const runScript = (
+const runScript = <A = number>(
   client: Client,
   script: Scripts.Script,
   keys: ReadonlyArray<string>,
   args: ReadonlyArray<string | number>
-): Promise<number> =>
-  (client.evalsha(script.sha, keys.length, ...keys, ...args) as Promise<number>).catch((error: unknown) =>
+): Promise<A> =>
+  (client.evalsha(script.sha, keys.length, ...keys, ...args) as Promise<A>).catch((error: unknown) =>
     isNoScript(error)
-      ? client.eval(script.source, keys.length, ...keys, ...args) as Promise<number>
+      ? client.eval(script.source, keys.length, ...keys, ...args) as Promise<A>
       : Promise.reject(error)
   )
 
@@ -74,6 +79,59 @@ const coalesceWrites = (client: Client): void => {
   process.nextTick(uncork, stream)
 }
 
+/** At most this many locks per batched command: Redis runs nothing else while a script runs. */
+const maxBatch = 500
+
+interface Extension {
+  readonly keys: ReadonlyArray<string>
+  readonly value: string
+  readonly ttlMs: number
+  readonly resolve: (reply: number) => void
+  readonly reject: (error: unknown) => void
+}
+
+const extendOne = (client: Client, keys: ReadonlyArray<string>, value: string, ttlMs: number): Promise<number> => {
+  coalesceWrites(client)
+  return runScript(client, Scripts.extend, keys, [value, ttlMs])
+}
+
+const sendBatch = (client: Client, batch: ReadonlyArray<Extension>): void => {
+  if (batch.length === 1) {
+    const { keys, reject, resolve, ttlMs, value } = batch[0]!
+    return void extendOne(client, keys, value, ttlMs).then(resolve, reject)
+  }
+  coalesceWrites(client)
+  const keys: Array<string> = []
+  const args: Array<string | number> = []
+  for (const extension of batch) {
+    for (const key of extension.keys) keys.push(key)
+    args.push(extension.keys.length, extension.value, extension.ttlMs)
+  }
+  runScript<ReadonlyArray<number>>(client, Scripts.extendMany, keys, args).then(
+    (replies) => batch.forEach((extension, index) => extension.resolve(replies[index]!)),
+    (error: unknown) => batch.forEach((extension) => extension.reject(error))
+  )
+}
+
+/**
+ * Collects the extensions asked for in one turn of the event loop and sends them as one command
+ * (per `maxBatch` locks) once the turn's timers and callbacks have run: held locks extend on a
+ * shared grid (see `keepAlive`), so thousands of them cost a few commands per grid step.
+ */
+const batchExtensions = (client: Client): LockNode["extendInBatch"] => {
+  let pending: Array<Extension> = []
+  const flush = () => {
+    const batch = pending
+    pending = []
+    for (let start = 0; start < batch.length; start += maxBatch) sendBatch(client, batch.slice(start, start + maxBatch))
+  }
+  return (keys, value, ttlMs) =>
+    new Promise<number>((resolve, reject) => {
+      if (pending.length === 0) setImmediate(flush)
+      pending.push({ keys, value, ttlMs, resolve, reject })
+    })
+}
+
 /** The address of a client for reports and errors: host and port only. */
 export const labelOf = (client: Client): string => {
   if (client.isCluster) return "cluster"
@@ -85,21 +143,22 @@ export const labelOf = (client: Client): string => {
  * Adapts an ioredis client. A single key is taken with a plain `SET NX PX`: one command, no
  * script. With `announce`, releases publish for waiters (see `Waker`).
  */
-export const fromClient = (client: Client, announce = true): LockNode => ({
-  label: labelOf(client),
-  isCluster: client.isCluster,
-  acquire: (keys, value, ttlMs) => {
-    coalesceWrites(client)
-    return keys.length === 1
-      ? client.set(keys[0]!, value, "PX", ttlMs, "NX").then(isOk)
-      : runScript(client, Scripts.acquire, keys, [value, ttlMs])
-  },
-  extend: (keys, value, ttlMs) => {
-    coalesceWrites(client)
-    return runScript(client, Scripts.extend, keys, [value, ttlMs])
-  },
-  release: (keys, value) => {
-    coalesceWrites(client)
-    return runScript(client, Scripts.release, keys, [value, announce ? channelPrefix : ""])
+export const fromClient = (client: Client, announce = true): LockNode => {
+  const extend: LockNode["extend"] = (keys, value, ttlMs) => extendOne(client, keys, value, ttlMs)
+  return {
+    label: labelOf(client),
+    isCluster: client.isCluster,
+    acquire: (keys, value, ttlMs) => {
+      coalesceWrites(client)
+      return keys.length === 1
+        ? client.set(keys[0]!, value, "PX", ttlMs, "NX").then(isOk)
+        : runScript(client, Scripts.acquire, keys, [value, ttlMs])
+    },
+    extend,
+    extendInBatch: client.isCluster ? extend : batchExtensions(client),
+    release: (keys, value) => {
+      coalesceWrites(client)
+      return runScript(client, Scripts.release, keys, [value, announce ? channelPrefix : ""])
+    }
   }
-})
+}

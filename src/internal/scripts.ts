@@ -44,6 +44,35 @@ end
 return 1`)
 
 /**
+ * `extend` for several locks in one call. ARGV holds, per lock, its key count, owner value and
+ * ttl; KEYS holds every lock's keys in the same order. Replies one `extend` reply per lock.
+ */
+export const extendMany = script(`
+local replies = {}
+local first = 0
+for j = 1, #ARGV, 3 do
+  local count, value = tonumber(ARGV[j]), ARGV[j + 1]
+  local reply = 1
+  for i = first + 1, first + count do
+    local current = redis.call("GET", KEYS[i])
+    if not current then
+      reply = 0
+    elseif current ~= value then
+      reply = -1
+      break
+    end
+  end
+  if reply == 1 then
+    for i = first + 1, first + count do
+      redis.call("PEXPIRE", KEYS[i], ARGV[j + 2])
+    end
+  end
+  replies[#replies + 1] = reply
+  first = first + count
+end
+return replies`)
+
+/**
  * Deletes every key that holds ARGV[1]. Replies the number of keys deleted. Unless ARGV[2] is
  * empty, announces each deletion on ARGV[2] .. key, for waiters, with a digest of the owner value
  * (never the value itself) so they can tell one release from the next. The announcement is best

@@ -31,6 +31,11 @@ export const make = (label: string): MemoryNode => {
     const run = () => failure === undefined ? Promise.resolve(compute()) : Promise.reject(new Error(failure))
     return gate === undefined ? run() : gate.then(run)
   }
+  const extend: LockNode["extend"] = (keys, value) =>
+    answer(() => {
+      if (keys.some((key) => store.has(key) && store.get(key) !== value)) return -1
+      return keys.every((key) => store.has(key)) ? 1 : 0
+    })
   return {
     label,
     isCluster: false,
@@ -54,11 +59,8 @@ export const make = (label: string): MemoryNode => {
         for (const key of keys) store.set(key, value)
         return 1
       }),
-    extend: (keys, value) =>
-      answer(() => {
-        if (keys.some((key) => store.has(key) && store.get(key) !== value)) return -1
-        return keys.every((key) => store.has(key)) ? 1 : 0
-      }),
+    extend,
+    extendInBatch: extend,
     release: (keys, value) =>
       answer(() => {
         let deleted = 0

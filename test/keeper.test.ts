@@ -1,0 +1,106 @@
+/**
+ * Held locks on real Redis: the keepers' extensions travel in batches, one command per node for
+ * every lock due in the same grid step, and each lock still gets its own answer.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Scope from "effect/Scope"
+import * as Exit from "effect/Exit"
+import * as Lock from "../src/Lock.js"
+import { fromClient } from "../src/internal/node.js"
+import * as RedisNodes from "./support/RedisNodes.js"
+import { eventually, keysEverywhere, resource, withRedlock } from "./support/setup.js"
+
+describe("batched extensions on one node", () => {
+  it.scopedLive.each(["", "app:"])(
+    "extensions asked for in one turn go out as one command, each with its own reply (client keyPrefix '%s')",
+    (keyPrefix) =>
+      Effect.gen(function*() {
+        const cluster = yield* RedisNodes.make(1)
+        const [client] = yield* cluster.clients({ keyPrefix })
+        const redis = cluster.nodes[0]!
+        const node = fromClient(client!)
+        const stored = (key: string) => `${keyPrefix}${key}`
+        const [mine, taken, gone, pairA, pairB] = ["mine", "taken", "gone", "pair-a", "pair-b"].map(resource)
+        for (const [key, value] of [[mine, "v1"], [taken, "other"], [pairA, "v4"], [pairB, "v4"]] as const) {
+          yield* redis.call("SET", stored(key!), value, "PX", 1_000)
+        }
+        yield* redis.resetStats
+        const replies = yield* Effect.promise(() =>
+          Promise.all([
+            node.extendInBatch([mine!], "v1", 60_000),
+            node.extendInBatch([taken!], "v2", 60_000),
+            node.extendInBatch([gone!], "v3", 60_000),
+            node.extendInBatch([pairA!, pairB!], "v4", 60_000)
+          ])
+        )
+        assert.deepStrictEqual(replies, [1, -1, 0, 1])
+        assert.strictEqual(yield* redis.commandCount("evalsha"), 1, "one command for four locks")
+        for (const key of [mine!, pairA!, pairB!]) assert.isAbove(yield* redis.pttl(stored(key)), 30_000)
+        assert.isAtMost(yield* redis.pttl(stored(taken!)), 1_000, "another owner's key is left alone")
+        assert.strictEqual(yield* redis.get(stored(taken!)), "other")
+        assert.isNull(yield* redis.get(stored(gone!)), "a gone key is not recreated")
+      })
+  )
+
+  it.scopedLive("a large batch is cut into commands of at most 500 locks", () =>
+    Effect.gen(function*() {
+      const cluster = yield* RedisNodes.make(1)
+      const [client] = yield* cluster.clients()
+      const redis = cluster.nodes[0]!
+      const node = fromClient(client!)
+      const keys = Array.from({ length: 1_200 }, (_, index) => resource(`many-${index}`))
+      yield* Effect.promise(() => client!.mset(...keys.flatMap((key) => [key, "v"])))
+      yield* redis.resetStats
+      const replies = yield* Effect.promise(() => Promise.all(keys.map((key) => node.extendInBatch([key], "v", 60_000))))
+      assert.isTrue(replies.every((reply) => reply === 1))
+      assert.strictEqual(yield* redis.commandCount("evalsha"), 3)
+      assert.isAbove(yield* redis.pttl(keys[1_199]!), 30_000)
+    }))
+})
+
+describe("held locks on 3 nodes", () => {
+  it.scopedLive("locks taken together extend together: a few commands per node, not one per lock", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const scope = yield* Scope.make()
+      const names = Array.from({ length: 60 }, (_, index) => resource(`held-${index}`))
+      const locks = yield* Effect.forEach(
+        names,
+        (name) => Scope.extend(redlock.acquire(name, { ttl: 600, autoExtend: true }), scope),
+        { concurrency: "unbounded" }
+      )
+      yield* Effect.forEach(cluster.nodes, (node) => node.resetStats, { discard: true })
+      const extended = yield* eventually(
+        Effect.sync(() => Math.min(...locks.map((lock) => lock.extensions))),
+        (fewest) => fewest >= 2
+      )
+      assert.isAtLeast(extended, 2, "every lock extended twice")
+      for (const node of cluster.nodes) {
+        const commands = yield* node.commandCount("evalsha")
+        // Unbatched, 60 locks extended twice would be 120 commands per node.
+        assert.isAtMost(commands, 30, `${commands} extension commands on ${node.port}`)
+      }
+      for (const lock of locks) assert.isTrue(yield* Lock.isHeld(lock))
+      yield* Scope.close(scope, Exit.void)
+      const left = yield* keysEverywhere(cluster, "test:*")
+      assert.deepStrictEqual(left, cluster.nodes.map(() => []))
+    }))
+
+  it.scopedLive("a lock taken over in a shared batch is lost; the others in the batch stay held", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const [stolen, kept] = [resource("stolen"), resource("kept")]
+      const [first, second] = yield* Effect.all(
+        [stolen, kept].map((name) => redlock.acquire(name, { ttl: 600, autoExtend: true })),
+        { concurrency: "unbounded" }
+      )
+      for (const node of cluster.nodes) yield* node.call("SET", stolen, "someone else", "PX", 5_000)
+      const lost = yield* Effect.flip(Lock.awaitLost(first!))
+      assert.strictEqual(lost.reason, "taken")
+      yield* eventually(Effect.sync(() => second!.extensions), (extensions) => extensions >= 2)
+      assert.isAtLeast(second!.extensions, 2)
+      assert.isTrue(yield* Lock.isHeld(second!))
+      for (const node of cluster.nodes) assert.strictEqual(yield* node.get(stolen), "someone else")
+    }))
+})
