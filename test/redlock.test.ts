@@ -11,7 +11,7 @@ import { Redis } from "ioredis"
 import { inspect } from "node:util"
 import * as Lock from "../src/Lock.js"
 import { quorumOf } from "../src/internal/quorum.js"
-import { keysEverywhere, quickRetry, resource, withRedlock } from "./support/setup.js"
+import { eventually, keysEverywhere, quickRetry, resource, withRedlock } from "./support/setup.js"
 
 const lockKeys = (cluster: Parameters<typeof keysEverywhere>[0]) => keysEverywhere(cluster, "test:*")
 
@@ -239,6 +239,27 @@ describe.each([1, 3, 5])("Redlock on %i node(s)", (n) => {
       yield* Fiber.interrupt(waiter)
       for (const node of cluster.nodes) assert.strictEqual(yield* node.get(name), holder.value)
       yield* redlock.release(holder)
+      assert.deepStrictEqual(yield* lockKeys(cluster), Array(n).fill([]))
+    }))
+
+  it.scopedLive("interrupting an attempt in flight deletes the value its SETs leave behind", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(n)
+      const name = resource("interrupted-attempt")
+      // Every node stalls, so the attempt's SETs wait in the sockets and land after the interruption.
+      const stalls = yield* Effect.fork(
+        Effect.forEach(cluster.nodes, (node) => node.call("DEBUG", "SLEEP", "0.3"), { concurrency: "unbounded" })
+      )
+      yield* Effect.sleep("20 millis")
+      const taker = yield* Effect.fork(redlock.lock(name, { ttl: "10 seconds", nodeTimeout: "2 seconds" }))
+      yield* Effect.sleep("50 millis")
+      yield* Fiber.interrupt(taker)
+      yield* Fiber.join(stalls)
+      const perNode = yield* eventually(
+        Effect.forEach(cluster.nodes, (node) => node.commandCount("set")),
+        (sets) => sets.every((count) => count >= 1)
+      )
+      assert.deepStrictEqual(perNode, Array(n).fill(1), "the SETs did land")
       assert.deepStrictEqual(yield* lockKeys(cluster), Array(n).fill([]))
     }))
 

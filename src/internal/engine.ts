@@ -3,6 +3,7 @@
  * operation of the `Redlock` service is built from these.
  */
 import { randomUUID } from "node:crypto"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -11,7 +12,7 @@ import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as ScheduleIntervals from "effect/ScheduleIntervals"
 import type { NodeReport, ReleaseReport } from "../Redlock.js"
 import { InvalidArgument, LockContended, LockLost, NodeVote, QuorumUnavailable } from "../RedlockError.js"
-import { type Round, type RoundSpec, runRound, startRound } from "./fanout.js"
+import { type Round, type RoundSpec, type Running, runRound, startRound } from "./fanout.js"
 import { LockState } from "./lock.js"
 import type { LockNode } from "./node.js"
 import type { Settings } from "./options.js"
@@ -94,39 +95,87 @@ const attempt = <A, E>(
   clock: Clock.Clock,
   onWon: (lock: LockState) => Effect.Effect<A, E>,
   onFailed: (failure: Failure) => Effect.Effect<A, E>
-): Effect.Effect<A, E> =>
-  Effect.async<A, E>((resume) => {
+): Effect.Effect<A, E> => {
+  const running = new Attempt(engine, target, settings, attempts, clock, onWon, onFailed)
+  // Not `Effect.async` with a canceler: Effect wraps that in `onInterrupt`, whose masks, exits and
+  // extra steps cost several times the attempt's own work. One failure handler outside the
+  // interruptible region does the same job.
+  return Effect.uninterruptibleMask((restore) =>
+    Effect.catchAllCause(restore(Effect.async<A, E>((resume) => running.start(resume))), (cause) => running.stop(cause))
+  )
+}
+
+/** The state of one attempt, shared by its rounds and its interruption handler. */
+class Attempt<A, E> {
+  readonly value = randomUUID()
+  private round: Running | undefined = undefined
+  private cleaningUp = false
+  private resume: ((effect: Effect.Effect<A, E>) => void) | undefined = undefined
+
+  constructor(
+    readonly engine: Engine,
+    readonly target: Target,
+    readonly settings: Settings,
+    readonly attempts: number,
+    readonly clock: Clock.Clock,
+    readonly onWon: (lock: LockState) => Effect.Effect<A, E>,
+    readonly onFailed: (failure: Failure) => Effect.Effect<A, E>
+  ) {}
+
+  start(resume: (effect: Effect.Effect<A, E>) => void): void {
+    const { engine, settings, target, value } = this
     const { keys } = target
-    const { driftMs, nodeTimeoutMs, ttlMs } = settings
-    const value = randomUUID()
-    let cleaningUp = false
-    let running = startRound({
+    const { ttlMs } = settings
+    this.resume = resume
+    this.round = startRound({
       nodes: engine.nodes,
       call: (node) => node.acquire(keys, value, ttlMs),
       isGranted,
       quorum: engine.quorum,
-      timeoutMs: nodeTimeoutMs
-    }, clock, (round) => {
-      const won = round.tally.granted >= engine.quorum
-      if (won && validityOf(ttlMs, driftMs, round.startedAt, round.decidedAt) > 0) {
-        const expiresAt = round.startedAt + ttlMs - driftMs
-        return resume(
-          onWon(new LockState(engine, target.resources, keys, value, attempts, settings, round.startedAt, expiresAt))
-        )
-      }
-      const unavailable = won || isUnavailable(round.tally.failed, engine.nodes.length, engine.quorum)
-      cleaningUp = true
-      running = startRound(
-        cleanUpSpec(engine, keys, value, nodeTimeoutMs, round),
-        clock,
-        () => resume(onFailed({ _tag: "Failure", unavailable, round }))
+      timeoutMs: settings.nodeTimeoutMs
+    }, this.clock, (round) => this.decided(round))
+  }
+
+  private decided(round: Round): void {
+    const { engine, settings, target } = this
+    const { driftMs, ttlMs } = settings
+    const won = round.tally.granted >= engine.quorum
+    if (won && validityOf(ttlMs, driftMs, round.startedAt, round.decidedAt) > 0) {
+      const expiresAt = round.startedAt + ttlMs - driftMs
+      const lock = new LockState(
+        engine,
+        target.resources,
+        target.keys,
+        this.value,
+        this.attempts,
+        settings,
+        round.startedAt,
+        expiresAt
       )
-    })
-    return Effect.suspend(() => {
-      running.cancel()
-      return cleaningUp ? Effect.void : Effect.asVoid(runRound(releaseSpec(engine, keys, value, nodeTimeoutMs, engine.nodes.length)))
-    })
-  })
+      return this.resume!(this.onWon(lock))
+    }
+    const unavailable = won || isUnavailable(round.tally.failed, engine.nodes.length, engine.quorum)
+    this.cleaningUp = true
+    this.round = startRound(
+      cleanUpSpec(engine, target.keys, this.value, settings.nodeTimeoutMs, round),
+      this.clock,
+      () => this.resume!(this.onFailed({ _tag: "Failure", unavailable, round }))
+    )
+  }
+
+  /**
+   * After an interruption: stops waiting and, unless a clean-up already runs (or the attempt had
+   * failed and moved on), deletes the value everywhere, since a lock won meanwhile never reached
+   * the caller.
+   */
+  stop(cause: Cause.Cause<E>): Effect.Effect<never, E> {
+    if (!Cause.isInterrupted(cause) || this.cleaningUp) return Effect.failCause(cause)
+    this.round?.cancel()
+    const { engine, target, value } = this
+    const cleanUp = runRound(releaseSpec(engine, target.keys, value, this.settings.nodeTimeoutMs, engine.nodes.length))
+    return Effect.zipRight(cleanUp, Effect.failCause(cause))
+  }
+}
 
 /** One attempt whose result is the lock or the failure. */
 const attemptOnce = (engine: Engine, target: Target, settings: Settings, attempts: number, clock: Clock.Clock) =>
