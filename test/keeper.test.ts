@@ -3,7 +3,9 @@
  * every lock due in the same grid step, and each lock still gets its own answer.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import * as Exit from "effect/Exit"
 import * as Lock from "../src/Lock.js"
@@ -59,6 +61,28 @@ describe("batched extensions on one node", () => {
     }))
 })
 
+/** Tracks the timers set from now until the scope closes, and drops those cleared or fired. */
+const pendingTimers = Effect.acquireRelease(
+  Effect.sync(() => {
+    const live = new Set<unknown>()
+    const { clearTimeout, setTimeout } = globalThis
+    globalThis.setTimeout = ((callback: (...args: Array<unknown>) => void, ms?: number, ...args: Array<unknown>) => {
+      const handle = setTimeout((...inner: Array<unknown>) => {
+        live.delete(handle)
+        callback(...inner)
+      }, ms, ...args)
+      live.add(handle)
+      return handle
+    }) as typeof globalThis.setTimeout
+    globalThis.clearTimeout = ((handle: Parameters<typeof clearTimeout>[0]) => {
+      live.delete(handle)
+      clearTimeout(handle)
+    }) as typeof globalThis.clearTimeout
+    return { live, restore: () => Object.assign(globalThis, { clearTimeout, setTimeout }) }
+  }),
+  ({ restore }) => Effect.sync(restore)
+).pipe(Effect.map(({ live }) => live as ReadonlySet<unknown>))
+
 describe("held locks on 3 nodes", () => {
   it.scopedLive("locks taken together extend together: a few commands per node, not one per lock", () =>
     Effect.gen(function*() {
@@ -85,6 +109,29 @@ describe("held locks on 3 nodes", () => {
       yield* Scope.close(scope, Exit.void)
       const left = yield* keysEverywhere(cluster, "test:*")
       assert.deepStrictEqual(left, cluster.nodes.map(() => []))
+    }))
+
+  it.scopedLive("keepers due together share one timer, and leave none behind", () =>
+    Effect.gen(function*() {
+      const { redlock } = yield* withRedlock(3)
+      yield* redlock.withLock(Effect.void, resource("warm-up"))
+      const live = yield* pendingTimers
+      const timers = () => live.size
+      const before = 0
+      const names = Array.from({ length: 50 }, (_, index) => resource(`shared-${index}`))
+      const gate = yield* Deferred.make<void>()
+      let inside = 0
+      const bodies = yield* Effect.fork(Effect.forEach(
+        names,
+        (name) => redlock.withLock(Effect.zipRight(Effect.sync(() => inside++), Deferred.await(gate)), name),
+        { concurrency: "unbounded" }
+      ))
+      yield* eventually(Effect.sync(() => inside), (count) => count === names.length)
+      // 50 held locks: one timer per grid instant they fall due at, not one per lock.
+      assert.isAtMost(timers() - before, 5)
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(bodies)
+      assert.strictEqual(timers(), before, "no timer left once the locks are released")
     }))
 
   it.scopedLive("a lock taken over in a shared batch is lost; the others in the batch stay held", () =>

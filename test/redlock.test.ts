@@ -246,15 +246,11 @@ describe.each([1, 3, 5])("Redlock on %i node(s)", (n) => {
     Effect.gen(function*() {
       const { cluster, redlock } = yield* withRedlock(n)
       const name = resource("interrupted-attempt")
-      // Every node stalls, so the attempt's SETs wait in the sockets and land after the interruption.
-      const stalls = yield* Effect.fork(
-        Effect.forEach(cluster.nodes, (node) => node.call("DEBUG", "SLEEP", "0.3"), { concurrency: "unbounded" })
-      )
-      yield* Effect.sleep("20 millis")
+      // Every node holds writes back, so the attempt's SETs wait and land after the interruption.
+      yield* Effect.forEach(cluster.nodes, (node) => node.call("CLIENT", "PAUSE", 300, "WRITE"), { discard: true })
       const taker = yield* Effect.fork(redlock.lock(name, { ttl: "10 seconds", nodeTimeout: "2 seconds" }))
       yield* Effect.sleep("50 millis")
       yield* Fiber.interrupt(taker)
-      yield* Fiber.join(stalls)
       const perNode = yield* eventually(
         Effect.forEach(cluster.nodes, (node) => node.commandCount("set")),
         (sets) => sets.every((count) => count >= 1)

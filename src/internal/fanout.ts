@@ -42,7 +42,8 @@ export interface RoundSpec {
   readonly settleAfter?: number | undefined
 }
 
-const liveClock = Effect.runSync(Effect.clock)
+/** The default clock: its timers are `setTimeout`s. */
+export const liveClock = Effect.runSync(Effect.clock)
 
 /**
  * Starts the round's one timer: `setTimeout` under the live clock; a sleeping fiber under any

@@ -6,12 +6,14 @@
  * thousand timers, and a fiber is forked only to react to a loss.
  */
 import type * as Clock from "effect/Clock"
+import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import type * as FiberRefs from "effect/FiberRefs"
 import * as Runtime from "effect/Runtime"
 import { LockLost } from "../RedlockError.js"
 import { extensionSpec, settleExtension } from "./engine.js"
-import { type Round, type Running, startRound, startTimer } from "./fanout.js"
+import { liveClock, type Round, type Running, startRound, startTimer } from "./fanout.js"
 import type { LockState } from "./lock.js"
 
 /**
@@ -23,6 +25,21 @@ import type { LockState } from "./lock.js"
 export const extensionDueAt = (expiresAt: number, thresholdMs: number): number => {
   const step = Math.min(50, Math.max(1, Math.floor(thresholdMs / 20)))
   return Math.floor((expiresAt - thresholdMs) / step) * step
+}
+
+/** The keepers due at one instant of the grid, and the one timer that wakes them. */
+interface Alarm {
+  readonly at: number
+  readonly keepers: Set<LockKeeper>
+  readonly handle: ReturnType<typeof setTimeout>
+}
+
+const alarms = new Map<number, Alarm>()
+
+const ring = (at: number): void => {
+  const alarm = alarms.get(at)
+  alarms.delete(at)
+  alarm?.keepers.forEach((keeper) => keeper.step())
 }
 
 const lossOf = (lock: LockState, reason: LockLost["reason"]) =>
@@ -39,25 +56,54 @@ class LockKeeper implements Keeper {
   private round: Running | undefined = undefined
   private lastFailure: LockLost | undefined = undefined
   private reaction: Fiber.RuntimeFiber<void> | undefined = undefined
+  private alarm: Alarm | undefined = undefined
+  // The starting fiber's services (logger, tracer, …), for the reaction and the logs.
+  private readonly context: Context.Context<never>
+  private readonly fiberRefs: FiberRefs.FiberRefs
 
   constructor(
     readonly lock: LockState,
     readonly clock: Clock.Clock,
-    readonly runtime: Runtime.Runtime<never>,
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
     readonly onLost: Effect.Effect<void>
-  ) {}
+  ) {
+    this.context = fiber.currentContext
+    this.fiberRefs = fiber.getFiberRefs()
+  }
+
+  private fork(effect: Effect.Effect<void>): Fiber.RuntimeFiber<void> {
+    const { context, fiberRefs } = this
+    return Runtime.runFork(Runtime.make({ context, fiberRefs, runtimeFlags: Runtime.defaultRuntimeFlags }))(effect)
+  }
 
   start(): void {
     const { lock } = this
     const policy = lock.settings.autoExtend
     lock.autoExtending = policy !== undefined
     lock.onLoss = () => this.lost()
-    this.wakeAt(policy === undefined ? lock.expiresAt : extensionDueAt(lock.expiresAt, policy.thresholdMs))
+    if (policy === undefined) this.wakeAt(lock.expiresAt)
+    else this.wakeOnGrid(extensionDueAt(lock.expiresAt, policy.thresholdMs))
   }
 
   private wakeAt(at: number): void {
     const delay = Math.max(0, at - this.clock.unsafeCurrentTimeMillis())
     this.cancelTimer = startTimer(this.clock, delay, () => this.step())
+  }
+
+  /**
+   * Wakes at an instant of the extension grid: the keepers due at one instant share one timer
+   * (under the live clock), so ten thousand short `withLock`s cost a few timers, not ten thousand.
+   */
+  private wakeOnGrid(at: number): void {
+    if (this.clock !== liveClock) return this.wakeAt(at)
+    let alarm = alarms.get(at)
+    if (alarm === undefined) {
+      const delay = Math.max(0, at - this.clock.unsafeCurrentTimeMillis())
+      alarm = { at, keepers: new Set(), handle: setTimeout(ring, delay, at) }
+      alarms.set(at, alarm)
+    }
+    alarm.keepers.add(this)
+    this.alarm = alarm
   }
 
   /** Runs a step; a defect in it loses the lock rather than leaving it unwatched. */
@@ -66,12 +112,13 @@ class LockKeeper implements Keeper {
       step()
     } catch (defect) {
       this.lock.markLost(lossOf(this.lock, "unavailable"))
-      Runtime.runFork(this.runtime)(Effect.logError("effect-redlock: automatic extension failed", defect))
+      this.fork(Effect.logError("effect-redlock: automatic extension failed", defect))
     }
   }
 
-  private step(): void {
+  step(): void {
     this.cancelTimer = undefined
+    this.alarm = undefined
     const { lock } = this
     if (this.stopped || lock.status !== "held") return
     this.guarded(() => this.check(lock, this.clock.unsafeCurrentTimeMillis()))
@@ -91,7 +138,7 @@ class LockKeeper implements Keeper {
       return
     }
     const extendAt = extensionDueAt(lock.expiresAt, policy.thresholdMs)
-    if (extendAt > now) return this.wakeAt(extendAt)
+    if (extendAt > now) return this.wakeOnGrid(extendAt)
     this.round = startRound(extensionSpec(lock, lock.settings, true), this.clock, (round) => {
       this.round = undefined
       this.guarded(() => this.settled(lock, round))
@@ -111,13 +158,21 @@ class LockKeeper implements Keeper {
   private lost(): void {
     this.halt()
     if (this.stopped) return
-    // The runtime may come from an uninterruptible region: the reaction itself must stay stoppable.
-    this.reaction = Runtime.runFork(this.runtime)(Effect.interruptible(this.onLost))
+    this.reaction = this.fork(this.onLost)
   }
 
   private halt(): void {
     this.cancelTimer?.()
     this.cancelTimer = undefined
+    const { alarm } = this
+    if (alarm !== undefined) {
+      this.alarm = undefined
+      alarm.keepers.delete(this)
+      if (alarm.keepers.size === 0) {
+        clearTimeout(alarm.handle)
+        alarms.delete(alarm.at)
+      }
+    }
     this.round?.cancel()
     this.round = undefined
   }
@@ -131,14 +186,17 @@ class LockKeeper implements Keeper {
 }
 
 /**
- * Looks after a held lock in the background: extends it when automatic extension is on, else
- * watches its expiry; runs `onLost` once the lock is lost.
+ * Looks after a held lock in the background, from now on: extends it when automatic extension is
+ * on, else watches its expiry; runs `onLost` once the lock is lost. `fiber` is the caller's, whose
+ * services the reaction and the logs use.
  */
-export const startKeeper = (lock: LockState, onLost: Effect.Effect<void>): Effect.Effect<Keeper> =>
-  Effect.clockWith((clock) =>
-    Effect.map(Effect.runtime<never>(), (runtime) => {
-      const keeper = new LockKeeper(lock, clock, runtime, onLost)
-      keeper.start()
-      return keeper
-    })
-  )
+export const startKeeper = (
+  lock: LockState,
+  onLost: Effect.Effect<void>,
+  clock: Clock.Clock,
+  fiber: Fiber.RuntimeFiber<unknown, unknown>
+): Keeper => {
+  const keeper = new LockKeeper(lock, clock, fiber, onLost)
+  keeper.start()
+  return keeper
+}

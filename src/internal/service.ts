@@ -24,28 +24,6 @@ import { LockState } from "./lock.js"
 import * as options_ from "./options.js"
 import { isTraced } from "./tracing.js"
 
-/**
- * Runs the body in a child fiber while a keeper fiber looks after the lock: it extends the lock
- * (or, without automatic extension, waits for its expiry) and interrupts the body when the lock is
- * lost, which makes the result the `LockLost`. When the caller is interrupted, the body is
- * interrupted and awaited, so its finalizers still run under the lock, before the release.
- */
-const guard = <A, E, R>(
-  body: Body<A, E, R>,
-  lock: LockState,
-  restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>
-): Effect.Effect<A, E | LockLost, R> =>
-  Effect.gen(function*() {
-    const work = yield* Effect.fork(restore(typeof body === "function" ? Effect.suspend(() => body(lock)) : body))
-    const keeper = yield* startKeeper(lock, Fiber.interrupt(work))
-    const exit = yield* restore(Fiber.await(work)).pipe(
-      Effect.onInterrupt(() => Fiber.interrupt(work)),
-      Effect.ensuring(keeper.stop)
-    )
-    const lost = lock.lostWith
-    return yield* lost !== undefined && Exit.isInterrupted(exit) ? Effect.fail(lost) : exit
-  })
-
 /** Whether `withLock`'s first argument is the body (data-first) rather than the resources. */
 export const isBody = (args: IArguments): boolean => Effect.isEffect(args[0]) || typeof args[0] === "function"
 
@@ -66,9 +44,12 @@ const logReleaseProblems = (lock: Lock.Lock, report: ReleaseReport): Effect.Effe
  * span only when the application installed a tracer (under Effect's built-in tracer nobody reads
  * spans, and one costs a visible share of a lock cycle).
  */
-const operation = <A, E, R>(name: string, f: (clock: Clock.Clock) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+const operation = <A, E, R>(
+  name: string,
+  f: (clock: Clock.Clock, fiber: Fiber.RuntimeFiber<unknown, unknown>) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> =>
   Effect.withFiberRuntime<A, E, R>((fiber) => {
-    const effect = f(Context.get(fiber.currentDefaultServices, Clock.Clock))
+    const effect = f(Context.get(fiber.currentDefaultServices, Clock.Clock), fiber)
     return isTraced(fiber.currentTracer) ? Effect.withSpan(effect, name) : effect
   })
 
@@ -101,55 +82,91 @@ export const makeService = (instance: engine.Engine): Redlock.Service => {
     Effect.flatMap(engine.release(lock, clock, instance.quorum), (report) => logReleaseProblems(lock, report))
 
   /** Puts a fresh lock under the scope: its release, and its extension, end with the scope. */
-  const manage = (lock: LockState, clock: Clock.Clock): Effect.Effect<Lock.Lock, never, Scope.Scope> =>
-    Effect.flatMap(Effect.scope, (scope) => {
+  const manage = (lock: LockState, clock: Clock.Clock, fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
+    Effect.flatMap(Effect.scope, (scope): Effect.Effect<Lock.Lock> => {
       // Scope.addFinalizer, not Effect.addFinalizer: the release needs none of the acquiring
       // fiber's FiberRefs, and restoring them costs more than the release itself.
       if (lock.settings.autoExtend === undefined) {
         return Effect.as(Scope.addFinalizer(scope, releaseQuietly(lock, clock)), lock)
       }
-      return Effect.flatMap(startKeeper(lock, Effect.void), (keeper) =>
-        Effect.as(Scope.addFinalizer(scope, Effect.zipRight(keeper.stop, releaseQuietly(lock, clock))), lock))
+      const keeper = startKeeper(lock, Effect.void, clock, fiber)
+      return Effect.as(Scope.addFinalizer(scope, Effect.zipRight(keeper.stop, releaseQuietly(lock, clock))), lock)
     })
 
-  const acquireIn = (resources: Resources, options: AcquireOptions | undefined) => (clock: Clock.Clock) =>
+  const acquireIn = (resources: Resources, options: AcquireOptions | undefined) =>
+  (clock: Clock.Clock, fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
     prepared(resources, options, undefined, (target, settings) =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(restore(engine.lock(instance, target, settings, clock)), (lock) => manage(lock, clock))
+        Effect.flatMap(restore(engine.lock(instance, target, settings, clock)), (lock) => manage(lock, clock, fiber))
       ))
 
-  const tryAcquireIn = (resources: Resources, options: AcquireOptions | undefined) => (clock: Clock.Clock) =>
+  const tryAcquireIn = (resources: Resources, options: AcquireOptions | undefined) =>
+  (clock: Clock.Clock, fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
     prepared(resources, options, undefined, (target, settings) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(
           restore(engine.tryLock(instance, target, settings, clock)),
-          Option.match({ onNone: () => Effect.succeedNone, onSome: (lock) => Effect.asSome(manage(lock, clock)) })
+          Option.match({
+            onNone: () => Effect.succeedNone,
+            onSome: (lock) => Effect.asSome(manage(lock, clock, fiber))
+          })
         )
       ))
 
-  /** Acquires, runs the body guarded, releases: no Scope, one keeper fiber per lock. */
+  /**
+   * Runs the body in a child fiber while a keeper looks after the lock: it extends the lock (or,
+   * without automatic extension, watches its expiry) and interrupts the body when the lock is
+   * lost, which makes the result the `LockLost`. When the caller is interrupted, the body is
+   * interrupted and awaited, so its finalizers still run under the lock. The keeper stops and the
+   * lock is released last, whatever happened. Runs inside the caller's uninterruptible mask:
+   * plain steps instead of `onInterrupt` / `ensuring`, which cost more than the lock itself.
+   */
+  const guard = <A, E, R>(
+    body: Body<A, E, R>,
+    lock: LockState,
+    restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>,
+    clock: Clock.Clock,
+    fiber: Fiber.RuntimeFiber<unknown, unknown>
+  ): Effect.Effect<A, E | LockLost, R> =>
+    Effect.flatMap(
+      Effect.fork(restore(typeof body === "function" ? Effect.suspend(() => body(lock)) : body)),
+      (work) => {
+        const keeper = startKeeper(lock, Fiber.interrupt(work), clock, fiber)
+        const finish = <X, Y>(result: Effect.Effect<X, Y>) =>
+          Effect.zipRight(keeper.stop, Effect.zipRight(releaseQuietly(lock, clock), result))
+        return Effect.flatMap(Effect.exit(restore(Fiber.await(work))), (awaited): Effect.Effect<A, E | LockLost> => {
+          // Awaiting fails only when the caller is interrupted.
+          if (Exit.isFailure(awaited)) return Effect.zipRight(Fiber.interrupt(work), finish(Effect.failCause(awaited.cause)))
+          const exit = awaited.value
+          const lost = lock.lostWith
+          return finish<A, E | LockLost>(lost !== undefined && Exit.isInterrupted(exit) ? Effect.fail(lost) : exit)
+        })
+      }
+    )
+
+  /** Acquires, runs the body guarded, releases: no Scope, one fiber for the body. */
   const withLockIn = <A, E, R, E2>(
     body: Body<A, E, R>,
     resources: Resources,
     options: AcquireOptions | undefined,
     clock: Clock.Clock,
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
     take: (target: engine.Target, settings: options_.Settings) => Effect.Effect<Option.Option<LockState>, E2>
   ): Effect.Effect<Option.Option<A>, E | E2 | InvalidArgument | LockLost, R> =>
     prepared(resources, options, true, (target, settings) =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(restore(take(target, settings)), (taken) => {
-          if (Option.isNone(taken)) return Effect.succeedNone
-          const lock = taken.value
-          return Effect.asSome(guard(body, lock, restore)).pipe(Effect.ensuring(releaseQuietly(lock, clock)))
-        })
+        Effect.flatMap(restore(take(target, settings)), (taken) =>
+          Option.isNone(taken)
+            ? Effect.succeedNone
+            : Effect.asSome(guard(body, taken.value, restore, clock, fiber)))
       ))
 
   const withLock: WithLock = dual(
     isBody,
     <A, E, R>(body: Body<A, E, R>, resources: Resources, options?: AcquireOptions) =>
-      operation("Redlock.withLock", (clock) =>
+      operation("Redlock.withLock", (clock, fiber) =>
         Effect.map(
-          withLockIn(body, resources, options, clock, (target, settings) =>
+          withLockIn(body, resources, options, clock, fiber, (target, settings) =>
             Effect.asSome(engine.lock(instance, target, settings, clock))),
           Option.getOrThrow
         ))
@@ -158,8 +175,8 @@ export const makeService = (instance: engine.Engine): Redlock.Service => {
   const tryWithLock: TryWithLock = dual(
     isBody,
     <A, E, R>(body: Body<A, E, R>, resources: Resources, options?: AcquireOptions) =>
-      operation("Redlock.tryWithLock", (clock) =>
-        withLockIn(body, resources, options, clock, (target, settings) =>
+      operation("Redlock.tryWithLock", (clock, fiber) =>
+        withLockIn(body, resources, options, clock, fiber, (target, settings) =>
           engine.tryLock(instance, target, settings, clock)))
   )
 

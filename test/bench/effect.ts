@@ -6,7 +6,8 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type { Redis } from "ioredis"
-import * as Redlock from "../../src/Redlock.js"
+import type * as RedlockTypes from "../../src/Redlock.js"
+import { Redlock } from "./library.js"
 import { Recorder, type RunSample, type Scenario } from "./workload.js"
 
 /**
@@ -18,7 +19,7 @@ export type EffectVariant = "lock" | "acquire" | "withLock"
 
 export const runEffectWorkload = (
   clients: ReadonlyArray<Redis>,
-  options: Redlock.InstanceOptions,
+  options: RedlockTypes.InstanceOptions,
   variant: EffectVariant,
   scenario: Scenario,
   prefix: string
@@ -84,7 +85,7 @@ export const runEffectWorkload = (
   })))
 
 /** One lock + release outside any measurement (connection and script cache warm). */
-export const primeEffect = (clients: ReadonlyArray<Redis>, options: Redlock.InstanceOptions, resource: string) =>
+export const primeEffect = (clients: ReadonlyArray<Redis>, options: RedlockTypes.InstanceOptions, resource: string) =>
   Effect.runPromise(Effect.scoped(Effect.gen(function*() {
     const redlock = yield* Redlock.make({ ...options, clients })
     const lock = yield* redlock.lock(resource)

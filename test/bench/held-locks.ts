@@ -4,14 +4,15 @@
  * extension rounds per lock per extension interval (the target is at most one) and the extension
  * commands Redis received per second, against one command per lock per node per interval.
  *
- *   npx tsx test/bench/held-locks.ts [--nodes 3] [--ttl-ms 3000] [--window-s 12] [--counts 1000,10000]
+ *   npm run build && npx tsx test/bench/held-locks.ts [--nodes 3] [--ttl-ms 3000] [--window-s 12] [--counts 1000,10000]
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Scope from "effect/Scope"
 import * as Exit from "effect/Exit"
-import * as Lock from "../../src/Lock.js"
-import * as Redlock from "../../src/Redlock.js"
+import type * as LockTypes from "../../src/Lock.js"
+import type * as RedlockTypes from "../../src/Redlock.js"
+import { Lock, Redlock } from "./library.js"
 import * as RedisNodes from "../support/RedisNodes.js"
 
 const flag = (name: string, fallback: string): string => {
@@ -32,9 +33,9 @@ const evalshaCalls = (cluster: RedisNodes.RedisNodes) =>
   )
 
 /** Successful extension rounds so far, summed over the locks. */
-const extensionsOf = (locks: ReadonlyArray<Lock.Lock>): number => locks.reduce((sum, lock) => sum + lock.extensions, 0)
+const extensionsOf = (locks: ReadonlyArray<LockTypes.Lock>): number => locks.reduce((sum, lock) => sum + lock.extensions, 0)
 
-const measure = (cluster: RedisNodes.RedisNodes, redlock: Redlock.Redlock.Service, count: number) =>
+const measure = (cluster: RedisNodes.RedisNodes, redlock: RedlockTypes.Redlock.Service, count: number) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
     const locks = yield* Effect.forEach(

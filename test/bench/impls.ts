@@ -12,9 +12,9 @@ import { RedlockMutex } from "redis-semaphore"
 import { createRedlock, IoredisAdapter, type Lock as UniversalLock, type LockHandle } from "redlock-universal"
 import Redlock4 from "redlock4"
 import Redlock5 from "redlock5"
-import PromiseRedlock from "../../src/promise.js"
 import type * as Redlock from "../../src/Redlock.js"
 import { type EffectVariant, primeEffect, runEffectWorkload } from "./effect.js"
+import { PromiseRedlock } from "./library.js"
 import { type PromiseLocker, runPromiseWorkload, type RunSample, type Scenario } from "./workload.js"
 
 export interface BenchSettings {
