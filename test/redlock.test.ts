@@ -281,6 +281,31 @@ describe.each([1, 3, 5])("Redlock on %i node(s)", (n) => {
 })
 
 describe("Redlock scripts and clients", () => {
+  it.scopedLive("every round waits for a stalled node exactly its node timeout, as rounds come and go", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      yield* cluster.nodes[2]!.pause
+      yield* Effect.addFinalizer(() => cluster.nodes[2]!.resume)
+      // Rounds of two node timeouts interleave; each release waits for the stalled node.
+      const cycle = (name: string, nodeTimeout: number) =>
+        Effect.gen(function*() {
+          const lock = yield* redlock.lock(name, { nodeTimeout })
+          const started = Date.now()
+          const report = yield* redlock.release(lock)
+          return { waited: Date.now() - started, report, nodeTimeout }
+        })
+      const cycles = yield* Effect.all(
+        Array.from({ length: 6 }, (_, index) =>
+          Effect.zipRight(Effect.sleep(`${index * 40} millis`), cycle(resource(`stalled-${index}`), 150 + (index % 2) * 150))),
+        { concurrency: "unbounded" }
+      )
+      for (const { nodeTimeout, report, waited } of cycles) {
+        assert.deepStrictEqual(report.nodes.map((node) => node.outcome), ["released", "released", "timeout"])
+        assert.isAtLeast(waited, nodeTimeout - 5)
+        assert.isBelow(waited, nodeTimeout + 400, "not held up by another round's timer")
+      }
+    }))
+
   it.scopedLive("scripts run by EVALSHA and fall back to EVAL after SCRIPT FLUSH", () =>
     Effect.gen(function*() {
       const { cluster, redlock } = yield* withRedlock(3)

@@ -58,6 +58,58 @@ export const startTimer = (clock: Clock.Clock, ms: number, onFire: () => void): 
   return () => Effect.runFork(Fiber.interruptAs(fiber, FiberId.none))
 }
 
+/**
+ * The live clock's node timeouts for rounds of one `timeoutMs`: one unreferenced timer for the
+ * earliest due round instead of a `setTimeout` and `clearTimeout` per round, which cost a visible
+ * share of a lock cycle. A round in flight has an ioredis call in flight, whose socket or
+ * reconnection timer keeps the process alive meanwhile.
+ */
+class Timeouts {
+  private readonly rounds = new Set<RunningRound>()
+  private armedFor = Infinity
+
+  constructor(readonly timeoutMs: number) {}
+
+  add(round: RunningRound): void {
+    this.rounds.add(round)
+    const due = round.startedAt + this.timeoutMs
+    if (due < this.armedFor) this.arm(due)
+  }
+
+  delete(round: RunningRound): void {
+    this.rounds.delete(round)
+  }
+
+  private arm(due: number): void {
+    this.armedFor = due
+    setTimeout(this.fire, Math.max(0, due - Date.now()), due).unref()
+  }
+
+  private readonly fire = (due: number): void => {
+    if (due !== this.armedFor) return
+    this.armedFor = Infinity
+    const now = Date.now()
+    let next = Infinity
+    for (const round of this.rounds) {
+      const roundDue = round.startedAt + this.timeoutMs
+      if (roundDue <= now) round.onTimeout()
+      else if (roundDue < next) next = roundDue
+    }
+    if (next !== Infinity) this.arm(next)
+  }
+}
+
+const timeoutsByMs = new Map<number, Timeouts>()
+
+const timeoutsOf = (timeoutMs: number): Timeouts => {
+  let timeouts = timeoutsByMs.get(timeoutMs)
+  if (timeouts === undefined) {
+    timeouts = new Timeouts(timeoutMs)
+    timeoutsByMs.set(timeoutMs, timeouts)
+  }
+  return timeouts
+}
+
 const messageOf = (error: unknown): string => error instanceof Error ? error.message : String(error)
 
 const noErrors: ReadonlyArray<string | undefined> = []
@@ -77,6 +129,7 @@ class RunningRound implements Round, Tally {
   readonly replies: Array<number | undefined>
   errors: Array<string | undefined> = noErrors as Array<string | undefined>
   stopTimer: (() => void) | undefined = undefined
+  timeouts: Timeouts | undefined = undefined
 
   constructor(
     readonly spec: RoundSpec,
@@ -104,7 +157,7 @@ class RunningRound implements Round, Tally {
   // Nothing is recorded after the decision, so the round can hand itself out as the result.
   finish(): void {
     this.done = true
-    this.stopTimer?.()
+    this.stopTimers()
     this.decidedAt = this.clock.unsafeCurrentTimeMillis()
     this.onDecided(this)
   }
@@ -158,16 +211,25 @@ class RunningRound implements Round, Tally {
       reply.then((value) => this.onReply(index, value), (error: unknown) => this.onError(index, error))
     }
     if (spec.settleAfter !== undefined && spec.settleAfter <= 0) return this.finish()
+    if (spec.deadline === undefined && this.clock === liveClock) {
+      this.timeouts = timeoutsOf(spec.timeoutMs)
+      return this.timeouts.add(this)
+    }
     const timeoutMs = spec.deadline === undefined
       ? spec.timeoutMs
       : Math.max(0, Math.min(spec.timeoutMs, spec.deadline - this.startedAt))
     this.stopTimer = startTimer(this.clock, timeoutMs, () => this.onTimeout())
   }
 
+  private stopTimers(): void {
+    this.stopTimer?.()
+    this.timeouts?.delete(this)
+  }
+
   /** Stops waiting: the round is never decided. The calls already sent still arrive. */
   cancel(): void {
     this.done = true
-    this.stopTimer?.()
+    this.stopTimers()
   }
 }
 
