@@ -30,7 +30,7 @@ import * as Os from "node:os"
 import { setTimeout as sleep } from "node:timers/promises"
 import { parseArgs } from "node:util"
 import * as RedisNodes from "../support/RedisNodes.js"
-import { allImpls, type BenchSettings, type Impl } from "./impls.js"
+import { allImpls, type BenchSettings, benchSettings, type Impl } from "./impls.js"
 import {
   type Ratios,
   ratiosOf,
@@ -111,13 +111,7 @@ const impls: ReadonlyArray<Impl> = implFilter === undefined
   ? allImpls
   : allImpls.filter((impl) => impl.kind === "floor" || implFilter.some((f) => impl.name.toLowerCase().includes(f)))
 
-const settings: BenchSettings = {
-  ttlMs: 10_000,
-  retryCount: 1000,
-  acquireTimeoutMs: 120_000,
-  floorRetryDelayMs: 200,
-  floorRetryJitterMs: 100
-}
+const settings: BenchSettings = benchSettings
 
 /** Peers that are not in the benchmark, and why. */
 const leftOut: ReadonlyArray<{ readonly name: string; readonly reason: string }> = []

@@ -163,6 +163,22 @@ export class Floor implements PromiseLocker<FloorHandle> {
   }
 }
 
+/** The benchmark's settings: ttl 10 s, retries enough never to give up inside a window. */
+export const benchSettings: BenchSettings = {
+  ttlMs: 10_000,
+  retryCount: 1000,
+  acquireTimeoutMs: 120_000,
+  floorRetryDelayMs: 200,
+  floorRetryJitterMs: 100
+}
+
+/** A floor over `clients` with the benchmark's settings, its script loaded. */
+export const loadFloor = async (clients: ReadonlyArray<Redis>): Promise<Floor> => {
+  const locker = new Floor(clients, benchSettings)
+  await locker.load()
+  return locker
+}
+
 export const floor: Impl = promiseImpl(
   "floor",
   "floor",
