@@ -112,6 +112,28 @@ describe("withLock", () => {
       assert.strictEqual(result, "completed")
     }))
 
+  it.scopedLive("a loss found by the body's own extend interrupts the body at once, not at the next extension", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const name = resource("taken-mid-body")
+      const finished = yield* Ref.make(false)
+      const body = (lock: Lock.Lock) =>
+        Effect.gen(function*() {
+          for (const node of cluster.nodes) yield* node.call("SET", name, "someone else", "PX", 60_000)
+          // The body ignores the failure; the keeper must not let it run on until its next extension.
+          yield* Effect.ignore(redlock.extend(lock))
+          yield* Effect.sleep("5 seconds")
+          yield* Ref.set(finished, true)
+        })
+      const started = Date.now()
+      // With a 30 s ttl the keeper's first extension would come 20 s from now.
+      const error = yield* Effect.flip(redlock.withLock(body, name, { ttl: "30 seconds" }))
+      assert.strictEqual(error._tag === "LockLost" && error.reason, "taken")
+      assert.isBelow(Date.now() - started, 3_000)
+      assert.isFalse(yield* Ref.get(finished))
+      for (const node of cluster.nodes) assert.strictEqual(yield* node.get(name), "someone else")
+    }))
+
   it.scopedLive("the key deleted from a majority mid-body is LockLost(expired), the body interrupted", () =>
     Effect.gen(function*() {
       const { cluster, redlock } = yield* withRedlock(3)

@@ -82,13 +82,13 @@ class Timeouts {
 
   private arm(due: number): void {
     this.armedFor = due
-    setTimeout(this.fire, Math.max(0, due - Date.now()), due).unref()
+    setTimeout(this.fire, Math.max(0, due - liveClock.unsafeCurrentTimeMillis()), due).unref()
   }
 
   private readonly fire = (due: number): void => {
     if (due !== this.armedFor) return
     this.armedFor = Infinity
-    const now = Date.now()
+    const now = liveClock.unsafeCurrentTimeMillis()
     let next = Infinity
     for (const round of this.rounds) {
       const roundDue = round.startedAt + this.timeoutMs

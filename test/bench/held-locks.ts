@@ -14,11 +14,8 @@ import type * as LockTypes from "../../src/Lock.js"
 import type * as RedlockTypes from "../../src/Redlock.js"
 import { Lock, Redlock } from "./library.js"
 import * as RedisNodes from "../support/RedisNodes.js"
+import { flag } from "./flags.js"
 
-const flag = (name: string, fallback: string): string => {
-  const index = process.argv.indexOf(`--${name}`)
-  return index === -1 ? fallback : process.argv[index + 1] ?? fallback
-}
 
 const nodeCount = Number(flag("nodes", "3"))
 const ttlMs = Number(flag("ttl-ms", "3000"))

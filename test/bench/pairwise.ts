@@ -13,11 +13,8 @@ import * as Effect from "effect/Effect"
 import { loadFloor } from "./impls.js"
 import { Redlock } from "./library.js"
 import * as RedisNodes from "../support/RedisNodes.js"
+import { flag } from "./flags.js"
 
-const flag = (name: string, fallback: string): string => {
-  const index = process.argv.indexOf(`--${name}`)
-  return index === -1 ? fallback : process.argv[index + 1] ?? fallback
-}
 const ks = flag("k", "1,3,5").split(",").map(Number)
 const seconds = Number(flag("seconds", "8"))
 const windows = Number(flag("windows", "7"))

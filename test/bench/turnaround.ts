@@ -10,11 +10,8 @@ import type { Redis } from "ioredis"
 import { loadFloor } from "./impls.js"
 import { Redlock } from "./library.js"
 import * as RedisNodes from "../support/RedisNodes.js"
+import { flag } from "./flags.js"
 
-const flag = (name: string, fallback: string): string => {
-  const index = process.argv.indexOf(`--${name}`)
-  return index === -1 ? fallback : process.argv[index + 1] ?? fallback
-}
 const k = Number(flag("k", "1"))
 const cycles = Number(flag("cycles", "4000"))
 
