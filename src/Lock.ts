@@ -102,11 +102,11 @@ export const awaitLost = (lock: Lock): Effect.Effect<never, LockLost> => {
   const state = stateOf(lock)
   if (state.autoExtending) return state.awaitLoss()
   const watchExpiry: Effect.Effect<never> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
-    if (state.status === "held" && now >= state.expiresAt) {
+    if (state.status === "held" && state.isLossDue(now)) {
       state.markLost(new LockLost({ resources: state.resources, reason: "expired", votes: [] }))
     }
     return state.status === "held"
-      ? Effect.zipRight(Effect.sleep(Duration.millis(state.expiresAt - now)), watchExpiry)
+      ? Effect.zipRight(Effect.sleep(Duration.millis(state.lossAt - now)), watchExpiry)
       : Effect.never
   })
   return Effect.interruptible(Effect.raceFirst(state.awaitLoss(), watchExpiry))

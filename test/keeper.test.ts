@@ -152,3 +152,63 @@ describe("held locks on 3 nodes", () => {
       for (const node of cluster.nodes) assert.strictEqual(yield* node.get(stolen), "someone else")
     }))
 })
+
+/**
+ * A holder's step loop that runs until interrupted: each step sleeps until a millisecond before
+ * the expiry (then a millisecond at a time) and records any step that ran past the validity. A
+ * step due well inside the validity that ran late because the event loop stalled is not the
+ * library's doing, and is not recorded.
+ */
+const stepsUntilInterrupted = (lock: Lock.Lock, pastValidity: Array<string>, label: string) =>
+  Effect.gen(function*() {
+    while (true) {
+      const left = lock.expiresAt - Date.now()
+      const wait = left > 1 ? left - 1 : 1
+      const dueAt = Date.now() + wait
+      yield* Effect.sleep(wait)
+      const now = Date.now()
+      if (now >= lock.expiresAt && dueAt >= lock.expiresAt - 1) {
+        pastValidity.push(`${label}: a step ${now - lock.expiresAt} ms past the validity`)
+      }
+    }
+  })
+
+describe("a lock whose validity runs out", () => {
+  const rounds = 4
+
+  it.scopedLive("that cannot be extended is lost before its validity ends: withLock's body never runs a step past it", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(1, { nodeTimeout: 80 })
+      const node = cluster.nodes[0]!
+      const pastValidity: Array<string> = []
+      for (let round = 0; round < rounds; round++) {
+        const lost = yield* Effect.flip(redlock.withLock(
+          (lock) => Effect.zipRight(node.pause, stepsUntilInterrupted(lock, pastValidity, `round ${round}`)),
+          resource(`with-lock-deadline-${round}`),
+          { ttl: 250 }
+        )).pipe(Effect.ensuring(node.resume))
+        assert.strictEqual(lost._tag, "LockLost")
+      }
+      assert.deepStrictEqual(pastValidity, [])
+    }))
+
+  it.scopedLive.each([true, false])(
+    "is lost before its validity ends: a body raced with awaitLost never runs a step past it (autoExtend %s)",
+    (autoExtend) =>
+      Effect.gen(function*() {
+        const { cluster, redlock } = yield* withRedlock(1, { nodeTimeout: 80 })
+        const node = cluster.nodes[0]!
+        const pastValidity: Array<string> = []
+        for (let round = 0; round < rounds; round++) {
+          const lost = yield* Effect.scoped(Effect.gen(function*() {
+            const lock = yield* redlock.acquire(resource(`deadline-${round}`), { ttl: 250, autoExtend })
+            if (autoExtend) yield* node.pause
+            const body = stepsUntilInterrupted(lock, pastValidity, `round ${round}`)
+            return yield* Effect.flip(Effect.raceFirst(body, Lock.awaitLost(lock)))
+          })).pipe(Effect.ensuring(node.resume))
+          assert.strictEqual(lost.reason, autoExtend ? "unavailable" : "expired")
+        }
+        assert.deepStrictEqual(pastValidity, [])
+      })
+  )
+})

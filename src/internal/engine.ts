@@ -340,7 +340,7 @@ export const extensionSpec = (lock: LockState, settings: Settings, byKeeper: boo
     isGranted: (reply) => reply === 1,
     quorum: engine.quorum,
     timeoutMs: settings.nodeTimeoutMs,
-    deadline: byKeeper ? lock.expiresAt : undefined
+    deadline: byKeeper ? lock.lossAt : undefined
   }
 }
 

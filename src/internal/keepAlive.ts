@@ -81,13 +81,15 @@ class LockKeeper implements Keeper {
     const policy = lock.settings.autoExtend
     lock.autoExtending = policy !== undefined
     lock.onLoss = () => this.lost()
-    if (policy === undefined) this.wakeAt(lock.expiresAt)
+    if (policy === undefined) this.wakeAt(lock.lossAt)
     else this.wakeOnGrid(extensionDueAt(lock.expiresAt, policy.thresholdMs))
   }
 
   private wakeAt(at: number): void {
-    const delay = Math.max(0, at - this.clock.unsafeCurrentTimeMillis())
-    this.cancelTimer = startTimer(this.clock, delay, () => this.step())
+    const now = this.clock.unsafeCurrentTimeMillis()
+    // Due now: a timer would let the holder's own timers of this turn run first.
+    if (at <= now) return this.step()
+    this.cancelTimer = startTimer(this.clock, at - now, () => this.step())
   }
 
   /**
@@ -127,14 +129,14 @@ class LockKeeper implements Keeper {
   private check(lock: LockState, now: number): void {
     const policy = lock.settings.autoExtend
     if (policy === undefined) {
-      if (now < lock.expiresAt) return this.wakeAt(lock.expiresAt)
+      if (!lock.isLossDue(now)) return this.wakeAt(lock.lossAt)
       return lock.markLost(lossOf(lock, "expired"))
     }
-    if (now >= lock.expiresAt) return lock.markLost(this.lastFailure ?? lossOf(lock, "unavailable"))
+    if (lock.isLossDue(now)) return lock.markLost(this.lastFailure ?? lossOf(lock, "unavailable"))
     const capped = lock.extensions >= policy.maxExtensions ||
       now + lock.settings.ttlMs - lock.acquiredAt > policy.maxHoldTimeMs
     if (capped) {
-      this.cancelTimer = startTimer(this.clock, lock.expiresAt - now, () => lock.markLost(lossOf(lock, "limit")))
+      this.cancelTimer = startTimer(this.clock, lock.lossAt - now, () => lock.markLost(lossOf(lock, "limit")))
       return
     }
     const extendAt = extensionDueAt(lock.expiresAt, policy.thresholdMs)
@@ -150,8 +152,8 @@ class LockKeeper implements Keeper {
     const failure = settleExtension(lock, settings, round)
     if (failure === undefined || lock.status !== "held") return this.step()
     this.lastFailure = failure
-    // The round gave up at the expiry at the latest: retry soon, or declare the loss then.
-    this.wakeAt(Math.min(lock.expiresAt, round.decidedAt + Math.max(settings.nodeTimeoutMs, 10)))
+    // The round gave up at the loss instant at the latest: retry soon, or declare the loss then.
+    this.wakeAt(Math.min(lock.lossAt, round.decidedAt + Math.max(settings.nodeTimeoutMs, 10)))
   }
 
   /** The lock was lost (by the keeper or by a caller's `extend`): react once. */

@@ -15,6 +15,13 @@ export const TypeId: unique symbol = Symbol.for("effect-redlock/Lock")
 /** Where a lock stands on the client's side. */
 export type Status = "held" | "released" | "lost"
 
+/**
+ * How far ahead of its validity's end a lock that was not extended is declared lost. Timers fire
+ * to the millisecond, at times one early: declared 2 ms ahead, the loss comes before any step the
+ * holder scheduled for the expiry itself (with the event loop running on time).
+ */
+const lossLeadMs = 2
+
 /** The one implementation of `Lock`. */
 export class LockState implements Lock.Lock {
   readonly [TypeId]: typeof TypeId = TypeId
@@ -42,6 +49,16 @@ export class LockState implements Lock.Lock {
 
   get ttlMs(): number {
     return this.settings.ttlMs
+  }
+
+  /** When the lock is declared lost unless an extension moves `expiresAt` first. */
+  get lossAt(): number {
+    return this.expiresAt - lossLeadMs
+  }
+
+  /** Whether `now` is at the loss instant, or within the millisecond a timer may fire early. */
+  isLossDue(now: number): boolean {
+    return now >= this.lossAt - 1
   }
 
   /** Records the loss once and wakes everyone waiting for it. */

@@ -212,7 +212,7 @@ const main = Effect.gen(function*() {
     } ms, max ${latencies[latencies.length - 1] ?? NaN} ms (call → entry, retries included)`
   )
   console.log(
-    `checker:             ${sweep.holders} sections, overlaps ${sweep.overlaps.length}, overstays ${sweep.overstays.length}, stale writes ${sweep.staleWrites}, unfinished ${sweep.unfinished}`
+    `checker:             ${sweep.holders} sections, overlaps ${sweep.overlaps.length}, overstays ${sweep.overstays.length} (event-loop stalls ${sweep.stalledOverstays.length}), stale writes ${sweep.staleWrites}, unfinished ${sweep.unfinished}`
   )
   console.log(
     `health:              unhandled ${totals.unhandled}, ioredis error events ${report.unhandledErrorEvents}, over budget ${totals.overBudget}+${totals.lostOverBudget}, keys left ${report.keysLeft}, bad exits ${report.badExits.length}`

@@ -157,6 +157,24 @@ describe("sweep", () => {
     assert.strictEqual(report.staleWrites, 2)
   })
 
+  it("late writes from steps due inside the validity that a stalled event loop ran late: set apart", () => {
+    const late = (token: number, atMs: number, remainingMs: number, lateMs: number): Ledger.Entry => ({
+      ...entry("act", token, atMs, remainingMs),
+      lateMs
+    })
+    const report = sweep([
+      entry("enter", 1, 0, 100),
+      late(1, 110, -10, 13),
+      entry("interrupted", 1, 111, -11),
+      entry("enter", 2, 200, 100),
+      late(2, 301, -1, 1),
+      entry("interrupted", 2, 302, -2)
+    ])
+    // 1's step was due 3 ms inside its validity and ran 13 ms late; 2's step was due past it.
+    assert.deepStrictEqual(report.stalledOverstays.map((overstay) => overstay.token), [1])
+    assert.deepStrictEqual(report.overstays.map((overstay) => overstay.token), [2])
+  })
+
   it("an interruption record after the validity is bookkeeping, not an overstay", () => {
     const report = sweep([
       entry("enter", 1, 0, 100),

@@ -147,7 +147,10 @@ const runJob = (config: WorkerConfig, ledgerRedis: import("ioredis").Redis) =>
           const until = Date.now() + workMs
           let stalled = role !== "stall"
           while (Date.now() < until) {
-            yield* Effect.sleep(Math.max(0, Math.min(config.actEveryMs, until - Date.now())))
+            const sleepMs = Math.max(0, Math.min(config.actEveryMs, until - Date.now()))
+            const dueAt = Date.now() + sleepMs
+            yield* Effect.sleep(sleepMs)
+            const lateMs = Math.max(0, Date.now() - dueAt)
             yield* ledgerCall(() => {
               // The stall: the process freezes between deciding to write and writing (a GC pause,
               // a SIGSTOP), so the write goes out late without the fiber ever yielding.
@@ -155,7 +158,7 @@ const runJob = (config: WorkerConfig, ledgerRedis: import("ioredis").Redis) =>
                 stalled = true
                 busyWait(config.stallMs)
               }
-              return ledger.write("act", token, fiber, remaining())
+              return ledger.write("act", token, fiber, remaining(), lateMs)
             })
           }
           yield* ledgerCall(() => ledger.write("exit", token, fiber, remaining()))

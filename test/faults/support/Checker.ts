@@ -575,7 +575,7 @@ export const summary = (report: Report): string => {
       JSON.stringify(report.phases)
     }`,
     `  sections=${s.holders} calls=${t.calls} entered=${t.entered} ${failures} untyped=${t.untyped}`,
-    `  overlaps=${s.overlaps.length} overstays=${s.overstays.length} staleWrites=${s.staleWrites} (interruptions ${s.staleInterruptions}) unfinished=${s.unfinished} longestGap=${
+    `  overlaps=${s.overlaps.length} overstays=${s.overstays.length} (event-loop stalls ${s.stalledOverstays.length}) staleWrites=${s.staleWrites} (interruptions ${s.staleInterruptions}) unfinished=${s.unfinished} longestGap=${
       s.longestGapMs.toFixed(0)
     }ms`,
     `  overBudget=${t.overBudget} (budget ${report.budgets.acquireMs}ms, max ${t.maxFailedAcquireMs}ms) lostOverBudget=${t.lostOverBudget} unhandled=${t.unhandled} errorEvents=${report.unhandledErrorEvents} ledgerErrors=${t.ledgerErrors}`,
@@ -588,7 +588,8 @@ export const summary = (report: Report): string => {
       }`
     ),
     ...s.overlaps.slice(0, 3).map((o) => `  overlap: ${o.description}`),
-    ...s.overstays.slice(0, 3).map((o) => `  overstay: ${o.description}`)
+    ...s.overstays.slice(0, 3).map((o) => `  overstay: ${o.description}`),
+    ...s.stalledOverstays.slice(0, 3).map((o) => `  stalled: ${o.description}`)
   ].join("\n")
 }
 

@@ -4,9 +4,11 @@
  * and `exit` carry their token and are rejected (recorded, but marked stale) when a newer token
  * has been handed out since: the write a fenced resource would refuse.
  *
- * A record is `kind|token|worker|fiber|timeMicros|remainingMs|accepted`, where `remainingMs` is
- * what the holder's lock handle said was left of its validity (`expiresAt − now`) when it wrote,
- * or `-` when the holder cannot know it (the body of `withLock` has no handle).
+ * A record is `kind|token|worker|fiber|timeMicros|remainingMs|accepted|lateMs`, where
+ * `remainingMs` is what the holder's lock handle said was left of its validity (`expiresAt − now`)
+ * when it wrote, or `-` when the holder cannot know it (the body of `withLock` has no handle), and
+ * `lateMs` how long after it was due the step that wrote ran (its timer fired late: the holder's
+ * event loop stalled), or `-` when unknown.
  */
 import { Redis } from "ioredis"
 
@@ -37,15 +39,15 @@ redis.call('RPUSH', KEYS[2], table.concat({'enter', token, ARGV[1], ARGV[2], now
 return {token, now}`
 
 /**
- * KEYS: fence, history. ARGV: kind, token, worker, fiber, remaining. Replies `{accepted, timeMicros}`:
- * accepted is 0 when a newer token was handed out (fencing).
+ * KEYS: fence, history. ARGV: kind, token, worker, fiber, remaining, late. Replies
+ * `{accepted, timeMicros}`: accepted is 0 when a newer token was handed out (fencing).
  */
 export const writeScript = `${now}
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 local token = tonumber(ARGV[2])
 local accepted = 0
 if token >= current then accepted = 1 end
-redis.call('RPUSH', KEYS[2], table.concat({ARGV[1], ARGV[2], ARGV[3], ARGV[4], now, ARGV[5], accepted}, '|'))
+redis.call('RPUSH', KEYS[2], table.concat({ARGV[1], ARGV[2], ARGV[3], ARGV[4], now, ARGV[5], accepted, ARGV[6]}, '|'))
 return {accepted, now}`
 
 /** Replies the ledger's clock in microseconds, as a string. */
@@ -63,18 +65,23 @@ export interface Entry {
   /** The holder's remaining validity in ms when it wrote, or `undefined` when unknown. */
   readonly remainingMs: number | undefined
   readonly accepted: boolean
+  /** How late (ms) the holder's step that wrote ran after it was due, or `undefined` when unknown. */
+  readonly lateMs?: number | undefined
 }
 
+const optionalMs = (field: string | undefined) => field === undefined || field === "-" ? undefined : Number(field)
+
 export const parseEntry = (line: string): Entry => {
-  const [kind, token, worker, fiber, at, remaining, accepted] = line.split("|")
+  const [kind, token, worker, fiber, at, remaining, accepted, late] = line.split("|")
   return {
     kind: kind as Entry["kind"],
     token: Number(token),
     worker: worker ?? "?",
     fiber: Number(fiber),
     at: Number(at),
-    remainingMs: remaining === undefined || remaining === "-" ? undefined : Number(remaining),
-    accepted: accepted === "1"
+    remainingMs: optionalMs(remaining),
+    accepted: accepted === "1",
+    lateMs: optionalMs(late)
   }
 }
 
@@ -87,14 +94,14 @@ export interface LedgerClient {
     kind: "act" | "exit" | "interrupted",
     token: number,
     fiber: number,
-    remainingMs: number | undefined
+    remainingMs: number | undefined,
+    lateMs?: number
   ): Promise<{ readonly accepted: boolean; readonly at: number }>
   /** The ledger's clock, in milliseconds. */
   now(): Promise<number>
 }
 
-const remainingArg = (remainingMs: number | undefined) =>
-  remainingMs === undefined ? "-" : String(Math.round(remainingMs * 1000) / 1000)
+const msArg = (ms: number | undefined) => ms === undefined ? "-" : String(Math.round(ms * 1000) / 1000)
 
 /** A connection to the ledger node (close it with `disconnect`). */
 export const open = (port: number): Redis => {
@@ -109,13 +116,22 @@ export const client = (redis: Redis, run: string, worker: string): LedgerClient 
     redis,
     keys,
     enter: (fiber, remainingMs) =>
-      (redis.eval(enterScript, 2, keys.fence, keys.history, worker, fiber, remainingArg(remainingMs)) as Promise<
+      (redis.eval(enterScript, 2, keys.fence, keys.history, worker, fiber, msArg(remainingMs)) as Promise<
         [number, string]
       >).then(([token, at]) => ({ token: Number(token), at: Number(at) })),
-    write: (kind, token, fiber, remainingMs) =>
-      (redis.eval(writeScript, 2, keys.fence, keys.history, kind, token, worker, fiber, remainingArg(remainingMs)) as Promise<
-        [number, string]
-      >).then(([accepted, at]) => ({ accepted: Number(accepted) === 1, at: Number(at) })),
+    write: (kind, token, fiber, remainingMs, lateMs) =>
+      (redis.eval(
+        writeScript,
+        2,
+        keys.fence,
+        keys.history,
+        kind,
+        token,
+        worker,
+        fiber,
+        msArg(remainingMs),
+        msArg(lateMs)
+      ) as Promise<[number, string]>).then(([accepted, at]) => ({ accepted: Number(accepted) === 1, at: Number(at) })),
     now: () => (redis.eval(timeScript, 0) as Promise<string>).then((micros) => Number(micros) / 1000)
   }
 }

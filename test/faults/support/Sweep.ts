@@ -7,6 +7,10 @@
  *   unbounded) for a `withLock` body, which has no handle. Either way B entering means two
  *   holders acted at once with both believing they held the lock.
  * - overstay: a holder wrote (act or exit) after its own validity had run out, by the ledger's clock.
+ *   When every such write came from a step that was due at least a millisecond inside the
+ *   validity and ran late because the holder's event loop stalled, the overstay is set apart as
+ *   stalled: no library on a single-threaded runtime can interrupt a step that was already due
+ *   when its loop froze (the positive control `stall` shows what that costs without fencing).
  * - stale write: the ledger refused an act or exit because a newer token had been handed out
  *   (fencing).
  * An `interrupted` record is the checker's bookkeeping, written when the library interrupted the
@@ -57,6 +61,8 @@ export interface SweepReport {
   readonly holders: number
   readonly overlaps: ReadonlyArray<Overlap>
   readonly overstays: ReadonlyArray<Overstay>
+  /** Overstays whose late writes all ran late because the holder's event loop stalled. */
+  readonly stalledOverstays: ReadonlyArray<Overstay>
   readonly staleWrites: number
   /** Interruption records refused by fencing (information, not a violation). */
   readonly staleInterruptions: number
@@ -169,21 +175,30 @@ export const sweep = (entries: ReadonlyArray<Entry>): SweepReport => {
     }
   }
   const overstays: Array<Overstay> = []
+  const stalledOverstays: Array<Overstay> = []
   for (const holder of holders) {
     if (!Number.isFinite(holder.validUntil)) continue
     if (holder.lastWriteAt > holder.validUntil) {
       const late = entries.filter((entry) =>
         entry.token === holder.token && (entry.kind === "act" || entry.kind === "exit") &&
         entry.at / 1000 > holder.validUntil
-      ).length
-      overstays.push({
+      )
+      const issuedLate = Math.max(...late.map((entry) => -(entry.remainingMs ?? 0)))
+      const stalled = late.every((entry) =>
+        entry.remainingMs !== undefined && entry.lateMs !== undefined && entry.remainingMs + entry.lateMs >= 1
+      )
+      const stallMs = Math.max(...late.map((entry) => entry.lateMs ?? 0))
+      const overstay: Overstay = {
         token: holder.token,
         byMs: holder.lastWriteAt - holder.validUntil,
-        writes: late,
-        description: `${describe(holder)} wrote ${late} time(s) after its validity, the last ${
+        writes: late.length,
+        description: `${describe(holder)} wrote ${late.length} time(s) after its validity, the last ${
           (holder.lastWriteAt - holder.validUntil).toFixed(1)
-        } ms late`
-      })
+        } ms late (issued up to ${issuedLate.toFixed(1)} ms late by its own clock${
+          stalled ? `, from steps due inside the validity that its event loop ran up to ${stallMs.toFixed(0)} ms late` : ""
+        })`
+      }
+      ;(stalled ? stalledOverstays : overstays).push(overstay)
     }
   }
   const enters = byEnter.map((holder) => holder.enterAt)
@@ -193,6 +208,7 @@ export const sweep = (entries: ReadonlyArray<Entry>): SweepReport => {
     holders: holders.length,
     overlaps,
     overstays,
+    stalledOverstays,
     staleWrites: holders.reduce((sum, holder) => sum + holder.staleWrites, 0),
     staleInterruptions: holders.reduce((sum, holder) => sum + holder.staleInterruptions, 0),
     unfinished: holders.filter((holder) => holder.exitAt === undefined).length,
