@@ -135,7 +135,7 @@ class RunningRound implements Round, Tally {
     readonly spec: RoundSpec,
     readonly clock: Clock.Clock,
     readonly startedAt: number,
-    readonly onDecided: (round: Round) => void
+    private onDecided: ((round: Round) => void) | undefined
   ) {
     const count = spec.nodes.length
     this.outcomes = new Array<NodeOutcome>(count)
@@ -154,12 +154,16 @@ class RunningRound implements Round, Tally {
     return this.answered === count || this.granted >= quorum || !canStillWin(this, count, quorum)
   }
 
-  // Nothing is recorded after the decision, so the round can hand itself out as the result.
+  // Nothing is recorded after the decision, so the round can hand itself out as the result. It
+  // lets go of its callback first: a round in flight when V8 collects the young generation moves
+  // to the old one, and the caller's state it pointed to would be kept and promoted with it.
   finish(): void {
     this.done = true
     this.stopTimers()
     this.decidedAt = this.clock.unsafeCurrentTimeMillis()
-    this.onDecided(this)
+    const onDecided = this.onDecided!
+    this.onDecided = undefined
+    onDecided(this)
   }
 
   onReply(index: number, reply: number): void {
@@ -229,6 +233,7 @@ class RunningRound implements Round, Tally {
   /** Stops waiting: the round is never decided. The calls already sent still arrive. */
   cancel(): void {
     this.done = true
+    this.onDecided = undefined
     this.stopTimers()
   }
 }
