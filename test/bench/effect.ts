@@ -5,10 +5,12 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import type * as Scope from "effect/Scope"
 import type { Redis } from "ioredis"
+import type * as Lock from "../../src/Lock.js"
 import type * as RedlockTypes from "../../src/Redlock.js"
 import { Redlock } from "./library.js"
-import { Recorder, type RunSample, type Scenario } from "./workload.js"
+import { type PromiseLocker, Recorder, type RunSample, type Scenario } from "./workload.js"
 
 /**
  * - lock: `redlock.lock` then `redlock.release` in the loop;
@@ -17,6 +19,20 @@ import { Recorder, type RunSample, type Scenario } from "./workload.js"
  */
 export type EffectVariant = "lock" | "acquire" | "withLock"
 
+/** An acquire and a release as effects: what the `lock` variant's loop drives. */
+export interface EffectLocker<H> {
+  readonly lock: (resource: string) => Effect.Effect<H, unknown>
+  readonly release: (handle: H) => Effect.Effect<unknown, unknown>
+}
+
+/**
+ * How a worker runs one cycle: `lock` then the critical section then `release` (a locker), or one
+ * effect that brackets the critical section itself (`acquire`, `withLock`).
+ */
+type Driver<H> =
+  | { readonly _tag: "locker"; readonly locker: EffectLocker<H> }
+  | { readonly _tag: "bracket"; readonly cycle: (resource: string, held: Effect.Effect<number>) => Effect.Effect<number, unknown> }
+
 export const runEffectWorkload = (
   clients: ReadonlyArray<Redis>,
   options: RedlockTypes.InstanceOptions,
@@ -24,8 +40,47 @@ export const runEffectWorkload = (
   scenario: Scenario,
   prefix: string
 ): Promise<RunSample> =>
+  runEffectDriver(
+    Effect.map(Redlock.make({ ...options, clients }), (redlock): Driver<Lock.Lock> => {
+      switch (variant) {
+        case "lock":
+          return { _tag: "locker", locker: { lock: (resource) => redlock.lock(resource), release: redlock.release } }
+        case "acquire":
+          return { _tag: "bracket", cycle: (resource, held) => Effect.scoped(Effect.zipRight(redlock.acquire(resource), held)) }
+        case "withLock":
+          return { _tag: "bracket", cycle: (resource, held) => redlock.withLock(held, resource) }
+      }
+    }),
+    scenario,
+    prefix
+  )
+
+/**
+ * Drives a Promise locker from an Effect program with one `Effect.async` per operation: the least
+ * any Effect library can pay on top of the same commands (the floor's, for the `effect floor`).
+ */
+export const runEffectLockerWorkload = <H>(locker: PromiseLocker<H>, scenario: Scenario, prefix: string): Promise<RunSample> =>
+  runEffectDriver(
+    Effect.succeed<Driver<H>>({
+      _tag: "locker",
+      locker: { lock: (resource) => fromPromise(() => locker.acquire(resource)), release: (handle) => fromPromise(() => locker.release(handle)) }
+    }),
+    scenario,
+    prefix
+  )
+
+const fromPromise = <A>(run: () => PromiseLike<A>): Effect.Effect<A, unknown> =>
+  Effect.async<A, unknown>((resume) => {
+    run().then((value) => resume(Effect.succeed(value)), (error: unknown) => resume(Effect.fail(error)))
+  })
+
+const runEffectDriver = <H>(
+  setup: Effect.Effect<Driver<H>, unknown, Scope.Scope>,
+  scenario: Scenario,
+  prefix: string
+): Promise<RunSample> =>
   Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-    const redlock = yield* Redlock.make({ ...options, clients })
+    const driver = yield* Effect.orDie(setup)
     const recorder = new Recorder(scenario, prefix)
     const hold = Duration.millis(scenario.holdMs)
     const exit = Effect.sync(() => recorder.exit())
@@ -49,19 +104,16 @@ export const runEffectWorkload = (
           const resource = recorder.resourceOf(w, i)
           const t0 = performance.now()
           let t1: number
-          if (variant === "lock") {
-            const acquired = yield* Effect.either(redlock.lock(resource))
+          if (driver._tag === "locker") {
+            const acquired = yield* Effect.either(driver.locker.lock(resource))
             if (Either.isLeft(acquired)) {
               recorder.failure()
               continue
             }
             t1 = yield* held
-            yield* redlock.release(acquired.right)
+            yield* driver.locker.release(acquired.right)
           } else {
-            const cycle = variant === "acquire"
-              ? Effect.scoped(Effect.zipRight(redlock.acquire(resource), held))
-              : redlock.withLock(held, resource)
-            const result = yield* Effect.either(cycle)
+            const result = yield* Effect.either(driver.cycle(resource, held))
             if (Either.isLeft(result)) {
               recorder.failure()
               continue

@@ -13,7 +13,7 @@ import { createRedlock, IoredisAdapter, type Lock as UniversalLock, type LockHan
 import Redlock4 from "redlock4"
 import Redlock5 from "redlock5"
 import type * as Redlock from "../../src/Redlock.js"
-import { type EffectVariant, primeEffect, runEffectWorkload } from "./effect.js"
+import { type EffectVariant, primeEffect, runEffectLockerWorkload, runEffectWorkload } from "./effect.js"
 import { PromiseRedlock } from "./library.js"
 import { type PromiseLocker, runPromiseWorkload, type RunSample, type Scenario } from "./workload.js"
 
@@ -28,7 +28,11 @@ export interface BenchSettings {
   readonly floorRetryJitterMs: number
 }
 
-export type Kind = "floor" | "effect" | "peer"
+/**
+ * floor: the reference every ratio divides by; effect: effect-redlock; peer: another library;
+ * reference: a yardstick shown beside them but in no summary (the floor run from Effect).
+ */
+export type Kind = "floor" | "effect" | "peer" | "reference"
 
 /** Runs one scenario; made by `prepare` over a run's fresh clients. */
 export type Runner = (scenario: Scenario, prefix: string) => Promise<RunSample>
@@ -172,9 +176,9 @@ export const benchSettings: BenchSettings = {
   floorRetryJitterMs: 100
 }
 
-/** A floor over `clients` with the benchmark's settings, its script loaded. */
-export const loadFloor = async (clients: ReadonlyArray<Redis>): Promise<Floor> => {
-  const locker = new Floor(clients, benchSettings)
+/** A floor over `clients` (with the benchmark's settings unless told), its script loaded. */
+export const loadFloor = async (clients: ReadonlyArray<Redis>, settings = benchSettings): Promise<Floor> => {
+  const locker = new Floor(clients, settings)
   await locker.load()
   return locker
 }
@@ -183,12 +187,23 @@ export const floor: Impl = promiseImpl(
   "floor",
   "floor",
   "raw ioredis: SET NX PX on all nodes, resolve at majority; EVALSHA compare-and-delete; retry 200±100 ms",
-  async (clients, settings) => {
-    const locker = new Floor(clients, settings)
-    await locker.load()
-    return locker
-  }
+  loadFloor
 )
+
+/**
+ * The floor's commands driven from an Effect program, one `Effect.async` per acquire and release:
+ * what the Effect runtime alone costs, the least an Effect library can reach.
+ */
+export const effectFloor: Impl = {
+  name: "floor/effect",
+  kind: "reference",
+  description: "the floor's acquire / release, each one Effect.async, in one Effect program like effect-redlock's",
+  prepare: async (clients, settings) => {
+    const locker = await loadFloor(clients, settings)
+    await locker.release(await locker.acquire(primeKey("floor/effect")))
+    return (scenario, prefix) => runEffectLockerWorkload(locker, scenario, prefix)
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // effect-redlock
@@ -346,6 +361,7 @@ export const universal: Impl = promiseImpl(
 
 export const allImpls: ReadonlyArray<Impl> = [
   floor,
+  effectFloor,
   effectLock,
   effectAcquire,
   effectWithLock,
