@@ -20,7 +20,12 @@ import * as Exit from "effect/Exit"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
 import { EventEmitter } from "node:events"
+import { type Engine, firstAttempt, retryAfter, startRelease, type Target } from "./internal/engine.js"
+import { liveClock } from "./internal/fanout.js"
+import { LockState } from "./internal/lock.js"
 import type { Client } from "./internal/node.js"
+import type { Settings as InternalSettings } from "./internal/options.js"
+import { engineOf, targetOf } from "./internal/service.js"
 import * as EffectLock from "./Lock.js"
 import * as Redlock_ from "./Redlock.js"
 import { type InvalidArgument, isRedlockError, type RedlockError } from "./RedlockError.js"
@@ -220,6 +225,9 @@ export class Redlock extends EventEmitter {
   readonly clients: ReadonlySet<Client>
   private readonly runtime: ManagedRuntime.ManagedRuntime<Redlock_.Redlock, InvalidArgument>
 
+  /** The instance's engine, once the runtime is built: `acquire` and `release` run on it directly. */
+  private engine: Engine | undefined = undefined
+
   constructor(clients: Iterable<Client>, settings: Partial<Settings> = {}) {
     super()
     this.settings = { ...defaultSettings, ...settings }
@@ -231,10 +239,34 @@ export class Redlock extends EventEmitter {
     )
   }
 
-  /** Acquires a lock on the resources for `duration` ms (node-redlock v5). */
+  /**
+   * Acquires a lock on the resources for `duration` ms (node-redlock v5). The first attempt runs
+   * on the engine itself, without a fiber; retries, and everything before the instance is built,
+   * run as effects.
+   */
   acquire(resources: string | ReadonlyArray<string>, duration: number, settings?: Partial<Settings>): Promise<Lock> {
     const options = lockOptions({ ...this.settings, ...settings }, duration)
-    return run(this.runtime, Redlock_.lock(resources, options)).then((handle) => new Lock(this, handle))
+    const { engine } = this
+    if (engine === undefined) {
+      return run(this.runtime, Effect.tap(Redlock_.Redlock, (service) => {
+        this.engine = engineOf(service)
+      }).pipe(Effect.flatMap((service) => service.lock(resources, options)))).then((handle) => new Lock(this, handle))
+    }
+    let target: Target
+    let resolved: InternalSettings
+    try {
+      ;({ settings: resolved, target } = targetOf(engine, resources, options, undefined))
+    } catch (error) {
+      return Promise.reject(isRedlockError(error) ? toError(error) : error)
+    }
+    if (engine.waker?.isQueued(target.keys)) {
+      return run(this.runtime, Redlock_.lock(resources, options)).then((handle) => new Lock(this, handle))
+    }
+    return firstAttempt(engine, target, resolved, liveClock).then((result) =>
+      result instanceof LockState
+        ? new Lock(this, result)
+        : run(this.runtime, retryAfter(engine, target, resolved, liveClock, result)).then((handle) => new Lock(this, handle))
+    )
   }
 
   /** node-redlock v2–v4: acquires a lock, with an optional callback. */
@@ -244,7 +276,9 @@ export class Redlock extends EventEmitter {
 
   /** Releases a lock; never rejects for an expired or taken lock (the report says per node). */
   release(lock: Lock, _settings?: Partial<Settings>): Promise<Redlock_.ReleaseReport> {
-    return run(this.runtime, Redlock_.release(lock.handle))
+    const { handle } = lock
+    if (!(handle instanceof LockState)) return run(this.runtime, Redlock_.release(handle))
+    return new Promise((resolve) => startRelease(handle, liveClock, handle.engine.nodes.length, resolve))
   }
 
   /** node-redlock v2–v4: releases a lock, with an optional callback. */

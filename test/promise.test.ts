@@ -119,6 +119,40 @@ describe("effect-redlock/promise", () => {
       assert.strictEqual((outcome.error as ExecutionError).cause._tag, "LockLost")
     }))
 
+  it.scopedLive("a warm façade takes and releases locks on the engine, as the Effect API would", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* setup
+      // The first call builds the instance; the later ones run their first attempt without a fiber.
+      yield* promise(() => redlock.acquire([resource("warm-up")], 1_000).then((lock) => lock.release()))
+      const name = resource("warm")
+      const lock = yield* promise(() => redlock.acquire([name], 2_000))
+      assert.strictEqual(lock.attempts, 1)
+      for (const node of cluster.nodes) assert.strictEqual(yield* node.get(name), lock.value)
+      // Contended: retried as effects, counting attempts on from the first one.
+      const once = yield* rejection(() => redlock.acquire([name], 2_000, { retryCount: 0 }))
+      assert.instanceOf(once, ResourceLockedError)
+      assert.strictEqual((once as ExecutionError).attempts, 1)
+      const refused = yield* rejection(() => redlock.acquire([name], 2_000))
+      assert.instanceOf(refused, ResourceLockedError)
+      assert.isAtLeast((refused as ExecutionError).attempts, 3, "the first attempt and two retries")
+      // Freed while a waiter retries: the waiter gets it.
+      const waiting = redlock.acquire([name], 2_000, { retryCount: 50, retryDelay: 20 })
+      yield* Effect.sleep("30 millis")
+      const report = yield* promise(() => lock.release())
+      assert.strictEqual(report.released, 3)
+      const next = yield* promise(() => waiting)
+      assert.isAbove(next.attempts, 1)
+      yield* promise(() => next.release())
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
+      // Bad input is refused before any call.
+      yield* Effect.forEach(cluster.nodes, (node) => node.resetStats, { discard: true })
+      const empty = yield* rejection(() => redlock.acquire([""], 1_000))
+      assert.strictEqual((empty as ExecutionError).cause._tag, "InvalidArgument")
+      const zero = yield* rejection(() => redlock.acquire([name], 0))
+      assert.strictEqual((zero as ExecutionError).cause._tag, "InvalidArgument")
+      for (const node of cluster.nodes) assert.strictEqual(yield* node.commandCount("set"), 0)
+    }))
+
   it.scopedLive("bad input rejects with an ExecutionError whose cause is InvalidArgument", () =>
     Effect.gen(function*() {
       const { clients, redlock } = yield* setup

@@ -7,6 +7,7 @@ import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import { identity } from "effect/Function"
 import * as Option from "effect/Option"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as ScheduleIntervals from "effect/ScheduleIntervals"
@@ -36,7 +37,7 @@ export interface Target {
 }
 
 /** A failed attempt, before it becomes an error. */
-interface Failure {
+export interface Failure {
   readonly _tag: "Failure"
   readonly unavailable: boolean
   readonly round: Round
@@ -101,16 +102,35 @@ const attempt = <A, E>(
   // extra steps cost several times the attempt's own work. One failure handler outside the
   // interruptible region does the same job.
   return Effect.uninterruptibleMask((restore) =>
-    Effect.catchAllCause(restore(Effect.async<A, E>((resume) => running.start(resume))), (cause) => running.stop(cause))
+    Effect.catchAllCause(
+      restore(Effect.async<A, E>((resume) => running.start(resume))),
+      (cause) => stopAttempt(running, cause)
+    )
   )
 }
 
-/** The state of one attempt, shared by its rounds and its interruption handler. */
-class Attempt<A, E> {
+/**
+ * After an interruption: stops waiting and, unless a clean-up already runs (or the attempt had
+ * failed and moved on), deletes the value everywhere, since a lock won meanwhile never reached
+ * the caller.
+ */
+const stopAttempt = <R, E>(running: Attempt<R>, cause: Cause.Cause<E>): Effect.Effect<never, E> => {
+  if (!Cause.isInterrupted(cause) || !running.stop()) return Effect.failCause(cause)
+  const { engine, target, value } = running
+  const cleanUp = runRound(releaseSpec(engine, target.keys, value, running.settings.nodeTimeoutMs, engine.nodes.length))
+  return Effect.zipRight(cleanUp, Effect.failCause(cause))
+}
+
+/**
+ * The state of one attempt, shared by its rounds and whoever waits for it: `start` hands the
+ * result (`onWon(lock)` or `onFailed(failure)`) to one callback, an `Effect.async` resume or a
+ * promise's.
+ */
+class Attempt<R> {
   readonly value = randomUUID()
   private round: Running | undefined = undefined
   private cleaningUp = false
-  private resume: ((effect: Effect.Effect<A, E>) => void) | undefined = undefined
+  private resume: ((result: R) => void) | undefined = undefined
 
   constructor(
     readonly engine: Engine,
@@ -118,11 +138,11 @@ class Attempt<A, E> {
     readonly settings: Settings,
     readonly attempts: number,
     readonly clock: Clock.Clock,
-    readonly onWon: (lock: LockState) => Effect.Effect<A, E>,
-    readonly onFailed: (failure: Failure) => Effect.Effect<A, E>
+    readonly onWon: (lock: LockState) => R,
+    readonly onFailed: (failure: Failure) => R
   ) {}
 
-  start(resume: (effect: Effect.Effect<A, E>) => void): void {
+  start(resume: (result: R) => void): void {
     const { engine, settings, target, value } = this
     const { keys } = target
     const { ttlMs } = settings
@@ -168,24 +188,18 @@ class Attempt<A, E> {
    * when the young generation is collected moves to the old one, and what it still pointed to
    * would be kept through the next collections too (measured: three times the GC time per cycle).
    */
-  private finish(result: Effect.Effect<A, E>): void {
+  private finish(result: R): void {
     const resume = this.resume!
     this.resume = undefined
     this.round = undefined
     resume(result)
   }
 
-  /**
-   * After an interruption: stops waiting and, unless a clean-up already runs (or the attempt had
-   * failed and moved on), deletes the value everywhere, since a lock won meanwhile never reached
-   * the caller.
-   */
-  stop(cause: Cause.Cause<E>): Effect.Effect<never, E> {
-    if (!Cause.isInterrupted(cause) || this.cleaningUp) return Effect.failCause(cause)
+  /** Stops waiting; whether the value must still be deleted (no clean-up runs yet). */
+  stop(): boolean {
+    if (this.cleaningUp) return false
     this.round?.cancel()
-    const { engine, target, value } = this
-    const cleanUp = runRound(releaseSpec(engine, target.keys, value, this.settings.nodeTimeoutMs, engine.nodes.length))
-    return Effect.zipRight(cleanUp, Effect.failCause(cause))
+    return true
   }
 }
 
@@ -277,6 +291,29 @@ const retry = (
     }
   }))
 
+/**
+ * A first attempt outside any fiber, for the Promise façade: resolves with the lock or the failure
+ * (whose value was already deleted), to be retried by `retryAfter`. Not interruptible.
+ */
+export const firstAttempt = (
+  engine: Engine,
+  target: Target,
+  settings: Settings,
+  clock: Clock.Clock
+): Promise<LockState | Failure> =>
+  new Promise((resolve) =>
+    new Attempt<LockState | Failure>(engine, target, settings, 1, clock, identity, identity).start(resolve)
+  )
+
+/** Retries after a failed first attempt (see `firstAttempt`), as `lock` would have. */
+export const retryAfter = (
+  engine: Engine,
+  target: Target,
+  settings: Settings,
+  clock: Clock.Clock,
+  failure: Failure
+): Effect.Effect<LockState, LockContended | QuorumUnavailable> => retry(engine, target, settings, clock, failure, 1)
+
 /** Acquires with retries: the first attempt runs without any schedule machinery. */
 export const lock = (
   engine: Engine,
@@ -298,7 +335,7 @@ export const lock = (
     1,
     clock,
     Effect.succeed,
-    (failure) => retry(engine, target, settings, clock, failure, 1)
+    (failure) => retryAfter(engine, target, settings, clock, failure)
   )
 }
 
@@ -415,18 +452,26 @@ export const release = (
   clock: Clock.Clock,
   settleAfter = lock.engine.nodes.length
 ): Effect.Effect<ReleaseReport> =>
-  Effect.async<ReleaseReport>((resume) => {
-    const { engine } = lock
-    if (lock.releaseReport !== undefined) return resume(Effect.succeed(lock.releaseReport))
-    lock.status = "released"
-    startRound(releaseSpec(engine, lock.keys, lock.value, lock.settings.nodeTimeoutMs, settleAfter), clock, (round) => {
-      const nodes = engine.nodes.map((node, index): NodeReport => {
-        const error = round.errors[index]
-        const outcome = releaseOutcome(round, index)
-        return error === undefined ? { node: node.label, outcome } : { node: node.label, outcome, error }
-      })
-      const report: ReleaseReport = { released: round.tally.granted, nodes }
-      lock.releaseReport = report
-      resume(Effect.succeed(report))
+  Effect.async<ReleaseReport>((resume) => startRelease(lock, clock, settleAfter, (report) => resume(Effect.succeed(report))))
+
+/** `release` with a callback, outside any fiber (the Promise façade's). */
+export const startRelease = (
+  lock: LockState,
+  clock: Clock.Clock,
+  settleAfter: number,
+  onReleased: (report: ReleaseReport) => void
+): void => {
+  const { engine } = lock
+  if (lock.releaseReport !== undefined) return onReleased(lock.releaseReport)
+  lock.status = "released"
+  startRound(releaseSpec(engine, lock.keys, lock.value, lock.settings.nodeTimeoutMs, settleAfter), clock, (round) => {
+    const nodes = engine.nodes.map((node, index): NodeReport => {
+      const error = round.errors[index]
+      const outcome = releaseOutcome(round, index)
+      return error === undefined ? { node: node.label, outcome } : { node: node.label, outcome, error }
     })
+    const report: ReleaseReport = { released: round.tally.granted, nodes }
+    lock.releaseReport = report
+    onReleased(report)
   })
+}

@@ -53,6 +53,23 @@ const operation = <A, E, R>(
     return isTraced(fiber.currentTracer) ? Effect.withSpan(effect, name) : effect
   })
 
+/** The engine behind each service `makeService` built (for the Promise façade). */
+const engines = new WeakMap<Redlock.Service, engine.Engine>()
+
+/** The engine behind a service built by `makeService`. */
+export const engineOf = (service: Redlock.Service): engine.Engine | undefined => engines.get(service)
+
+/** Validates a lock's arguments into its keys and settings; throws an `InvalidArgument`. */
+export const targetOf = (
+  instance: engine.Engine,
+  resources: Resources,
+  options: AcquireOptions | undefined,
+  autoExtend: boolean | undefined
+): { readonly target: engine.Target; readonly settings: options_.Settings } => ({
+  target: options_.keysOf(resources, instance.keyPrefix, instance.nodes),
+  settings: options_.resolve(instance.settings, options, autoExtend)
+})
+
 /** Builds the service over an engine whose nodes and settings are already validated. */
 export const makeService = (instance: engine.Engine): Redlock.Service => {
   const withLockDefaults = options_.resolve(instance.settings, undefined, true)
@@ -180,7 +197,7 @@ export const makeService = (instance: engine.Engine): Redlock.Service => {
           engine.tryLock(instance, target, settings, clock)))
   )
 
-  return {
+  const service: Redlock.Service = {
     nodes: instance.nodes.length,
     quorum: instance.quorum,
     acquire: (resources, options) => operation("Redlock.acquire", acquireIn(resources, options)),
@@ -205,4 +222,6 @@ export const makeService = (instance: engine.Engine): Redlock.Service => {
         (clock) => lock instanceof LockState ? engine.release(lock, clock) : Effect.die(notALock())
       )
   }
+  engines.set(service, instance)
+  return service
 }
