@@ -6,10 +6,8 @@
  * thousand timers, and a fiber is forked only to react to a loss.
  */
 import type * as Clock from "effect/Clock"
-import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import type * as FiberRefs from "effect/FiberRefs"
 import * as Runtime from "effect/Runtime"
 import { LockLost } from "../RedlockError.js"
 import { extensionSpec, settleExtension } from "./engine.js"
@@ -27,11 +25,10 @@ export const extensionDueAt = (expiresAt: number, thresholdMs: number): number =
   return Math.floor((expiresAt - thresholdMs) / step) * step
 }
 
-/** The keepers due at one instant of the grid, and the one timer that wakes them. */
+/** The keepers due at one instant of the grid (one timer wakes them). */
 interface Alarm {
   readonly at: number
   readonly keepers: Set<LockKeeper>
-  readonly handle: ReturnType<typeof setTimeout>
 }
 
 const alarms = new Map<number, Alarm>()
@@ -57,23 +54,24 @@ class LockKeeper implements Keeper {
   private lastFailure: LockLost | undefined = undefined
   private reaction: Fiber.RuntimeFiber<void> | undefined = undefined
   private alarm: Alarm | undefined = undefined
-  // The starting fiber's services (logger, tracer, …), for the reaction and the logs.
-  private readonly context: Context.Context<never>
-  private readonly fiberRefs: FiberRefs.FiberRefs
-
   constructor(
     readonly lock: LockState,
     readonly clock: Clock.Clock,
-    fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    // The starting fiber, whose services (logger, tracer, …) the reaction and the logs use: read
+    // only then, since a keeper seldom reacts and copying a fiber's refs costs a visible share of
+    // a short `withLock`.
+    readonly fiber: Fiber.RuntimeFiber<unknown, unknown>,
     readonly onLost: Effect.Effect<void>
-  ) {
-    this.context = fiber.currentContext
-    this.fiberRefs = fiber.getFiberRefs()
-  }
+  ) {}
 
   private fork(effect: Effect.Effect<void>): Fiber.RuntimeFiber<void> {
-    const { context, fiberRefs } = this
-    return Runtime.runFork(Runtime.make({ context, fiberRefs, runtimeFlags: Runtime.defaultRuntimeFlags }))(effect)
+    const { fiber } = this
+    const runtime = Runtime.make({
+      context: fiber.currentContext,
+      fiberRefs: fiber.getFiberRefs(),
+      runtimeFlags: Runtime.defaultRuntimeFlags
+    })
+    return Runtime.runFork(runtime)(effect)
   }
 
   start(): void {
@@ -95,13 +93,17 @@ class LockKeeper implements Keeper {
   /**
    * Wakes at an instant of the extension grid: the keepers due at one instant share one timer
    * (under the live clock), so ten thousand short `withLock`s cost a few timers, not ten thousand.
+   * The timer is unreferenced (a held lock's client connections keep the process alive) and stays
+   * armed when its last keeper leaves, for the next lock due at that instant: a `withLock` shorter
+   * than a grid step costs no timer of its own.
    */
   private wakeOnGrid(at: number): void {
     if (this.clock !== liveClock) return this.wakeAt(at)
     let alarm = alarms.get(at)
     if (alarm === undefined) {
       const delay = Math.max(0, at - this.clock.unsafeCurrentTimeMillis())
-      alarm = { at, keepers: new Set(), handle: setTimeout(ring, delay, at) }
+      setTimeout(ring, delay, at).unref()
+      alarm = { at, keepers: new Set() }
       alarms.set(at, alarm)
     }
     alarm.keepers.add(this)
@@ -170,10 +172,6 @@ class LockKeeper implements Keeper {
     if (alarm !== undefined) {
       this.alarm = undefined
       alarm.keepers.delete(this)
-      if (alarm.keepers.size === 0) {
-        clearTimeout(alarm.handle)
-        alarms.delete(alarm.at)
-      }
     }
     this.round?.cancel()
     this.round = undefined
