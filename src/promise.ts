@@ -246,11 +246,15 @@ export class Redlock extends EventEmitter {
    */
   acquire(resources: string | ReadonlyArray<string>, duration: number, settings?: Partial<Settings>): Promise<Lock> {
     const options = lockOptions({ ...this.settings, ...settings }, duration)
+    const held = (handle: EffectLock.Lock) => new Lock(this, handle)
     const { engine } = this
     if (engine === undefined) {
-      return run(this.runtime, Effect.tap(Redlock_.Redlock, (service) => {
+      // The first call builds the instance, and keeps its engine for the next ones.
+      const locked = Effect.flatMap(Redlock_.Redlock, (service) => {
         this.engine = engineOf(service)
-      }).pipe(Effect.flatMap((service) => service.lock(resources, options)))).then((handle) => new Lock(this, handle))
+        return service.lock(resources, options)
+      })
+      return run(this.runtime, locked).then(held)
     }
     let target: Target
     let resolved: InternalSettings
@@ -259,13 +263,12 @@ export class Redlock extends EventEmitter {
     } catch (error) {
       return Promise.reject(isRedlockError(error) ? toError(error) : error)
     }
-    if (engine.waker?.isQueued(target.keys)) {
-      return run(this.runtime, Redlock_.lock(resources, options)).then((handle) => new Lock(this, handle))
-    }
+    // Waiters of this instance are queued on these keys: take a place behind them, as `lock` does.
+    if (engine.waker?.isQueued(target.keys)) return run(this.runtime, Redlock_.lock(resources, options)).then(held)
     return firstAttempt(engine, target, resolved, liveClock).then((result) =>
       result instanceof LockState
-        ? new Lock(this, result)
-        : run(this.runtime, retryAfter(engine, target, resolved, liveClock, result)).then((handle) => new Lock(this, handle))
+        ? held(result)
+        : run(this.runtime, retryAfter(engine, target, resolved, liveClock, result)).then(held)
     )
   }
 
