@@ -280,7 +280,7 @@ export class Redlock extends EventEmitter {
   /** Releases a lock; never rejects for an expired or taken lock (the report says per node). */
   release(lock: Lock, _settings?: Partial<Settings>): Promise<Redlock_.ReleaseReport> {
     const { handle } = lock
-    if (!(handle instanceof LockState)) return run(this.runtime, Redlock_.release(handle))
+    if (!(handle instanceof LockState) || this.engine === undefined) return run(this.runtime, Redlock_.release(handle))
     return new Promise((resolve) => startRelease(handle, liveClock, handle.engine.nodes.length, resolve))
   }
 
@@ -330,6 +330,8 @@ export class Redlock extends EventEmitter {
 
   /** Stops the façade and closes the clients, as node-redlock's `quit` does. */
   async quit(callback?: Callback<void>): Promise<void> {
+    // From now on every operation goes through the disposed runtime, and fails as it did before.
+    this.engine = undefined
     const done = this.runtime.dispose().then(() =>
       Promise.all([...this.clients].map((client) => client.quit().catch(() => client.disconnect())))
     ).then(() => undefined)

@@ -151,6 +151,11 @@ describe("effect-redlock/promise", () => {
       const zero = yield* rejection(() => redlock.acquire([name], 0))
       assert.strictEqual((zero as ExecutionError).cause._tag, "InvalidArgument")
       for (const node of cluster.nodes) assert.strictEqual(yield* node.commandCount("set"), 0)
+      // After quit(), every operation rejects, as before the engine was used directly.
+      const kept = yield* promise(() => redlock.acquire([resource("kept")], 2_000))
+      yield* promise(() => redlock.quit())
+      assert.match(String(yield* rejection(() => kept.release())), /disposed/)
+      assert.match(String(yield* rejection(() => redlock.acquire([resource("after")], 1_000))), /disposed/)
     }))
 
   it.scopedLive("bad input rejects with an ExecutionError whose cause is InvalidArgument", () =>

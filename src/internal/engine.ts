@@ -176,11 +176,13 @@ class Attempt<R> {
     }
     const unavailable = won || isUnavailable(round.tally.failed, engine.nodes.length, engine.quorum)
     this.cleaningUp = true
-    this.round = startRound(
+    const cleanUp = startRound(
       cleanUpSpec(engine, target.keys, this.value, settings.nodeTimeoutMs, round),
       this.clock,
       () => this.finish(this.onFailed({ _tag: "Failure", unavailable, round }))
     )
+    // A clean-up that waits for no node has finished already.
+    if (this.resume !== undefined) this.round = cleanUp
   }
 
   /**
@@ -410,7 +412,7 @@ export const settleExtension = (lock: LockState, settings: Settings, round: Roun
   const unavailable = won || isUnavailable(round.tally.failed, engine.nodes.length, engine.quorum)
   const reason = unavailable ? "unavailable" : round.replies.includes(-1) ? "taken" : "expired"
   const error = new LockLost({ resources: lock.resources, reason, votes: votesOf(engine, round) })
-  if (!unavailable || round.decidedAt >= lock.expiresAt) lock.markLost(error)
+  if (!unavailable || lock.isLossDue(round.decidedAt)) lock.markLost(error)
   return lock.lostWith ?? error
 }
 

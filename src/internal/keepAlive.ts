@@ -25,11 +25,15 @@ export const extensionDueAt = (expiresAt: number, thresholdMs: number): number =
   return Math.floor((expiresAt - thresholdMs) / step) * step
 }
 
-/** The keepers due at one instant of the grid (one timer wakes them). */
+/** The keepers due at one instant of the grid, and the one timer that wakes them. */
 interface Alarm {
   readonly at: number
   readonly keepers: Set<LockKeeper>
+  readonly handle: ReturnType<typeof setTimeout>
 }
+
+/** An alarm left without keepers stays armed for later locks when it is due within this. */
+const idleAlarmMs = 1_000
 
 const alarms = new Map<number, Alarm>()
 
@@ -93,18 +97,18 @@ class LockKeeper implements Keeper {
   /**
    * Wakes at an instant of the extension grid: the keepers due at one instant share one timer
    * (under the live clock), so ten thousand short `withLock`s cost a few timers, not ten thousand.
-   * The timer is unreferenced (a held lock's client connections keep the process alive) and stays
-   * armed when its last keeper leaves, for the next lock due at that instant: a `withLock` shorter
-   * than a grid step costs no timer of its own.
+   * When its last keeper leaves, a timer due within a second stays armed, unreferenced, for the
+   * next lock due at that instant: a short `withLock` costs no timer of its own.
    */
   private wakeOnGrid(at: number): void {
     if (this.clock !== liveClock) return this.wakeAt(at)
     let alarm = alarms.get(at)
     if (alarm === undefined) {
       const delay = Math.max(0, at - this.clock.unsafeCurrentTimeMillis())
-      setTimeout(ring, delay, at).unref()
-      alarm = { at, keepers: new Set() }
+      alarm = { at, keepers: new Set(), handle: setTimeout(ring, delay, at) }
       alarms.set(at, alarm)
+    } else if (alarm.keepers.size === 0) {
+      alarm.handle.ref()
     }
     alarm.keepers.add(this)
     this.alarm = alarm
@@ -172,6 +176,14 @@ class LockKeeper implements Keeper {
     if (alarm !== undefined) {
       this.alarm = undefined
       alarm.keepers.delete(this)
+      if (alarm.keepers.size === 0) {
+        if (alarm.at - liveClock.unsafeCurrentTimeMillis() > idleAlarmMs) {
+          clearTimeout(alarm.handle)
+          alarms.delete(alarm.at)
+        } else {
+          alarm.handle.unref()
+        }
+      }
     }
     this.round?.cancel()
     this.round = undefined
