@@ -7,11 +7,16 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
+import * as Clock from "effect/Clock"
 import * as Exit from "effect/Exit"
 import * as Lock from "../src/Lock.js"
 import { fromClient } from "../src/internal/node.js"
 import * as RedisNodes from "./support/RedisNodes.js"
 import { eventually, keysEverywhere, resource, withRedlock } from "./support/setup.js"
+
+/** Lets promise callbacks and forked fibers run without moving the TestClock. */
+const settle = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 
 describe("batched extensions on one node", () => {
   it.scopedLive.each(["", "app:"])(
@@ -226,4 +231,28 @@ describe("a lock whose validity runs out", () => {
         assertAhead(pastValidity)
       })
   )
+
+  it.scoped("a manual extend that cannot reach a quorum inside the loss lead marks the lock lost", () =>
+    Effect.gen(function*() {
+      // The nodes start under the live clock; the lock's rounds then run on TestClock time.
+      const { cluster, redlock } = yield* Effect.withClock(withRedlock(1, { ttl: 1_000, nodeTimeout: 100 }), Clock.make())
+      const node = cluster.nodes[0]!
+      yield* TestClock.setTime(1_000_000)
+      const lock = yield* redlock.lock(resource("manual-extend"))
+      assert.strictEqual(lock.expiresAt, 1_000_988)
+      yield* node.pause
+      // The extension starts 101 ms before the expiry and times out 1 ms before it: inside the lead.
+      yield* TestClock.setTime(lock.expiresAt - 101)
+      const extending = yield* Effect.fork(Effect.flip(redlock.extend(lock)))
+      yield* settle
+      yield* TestClock.adjust(100)
+      const lost = yield* Fiber.join(extending)
+      yield* node.resume
+      assert.strictEqual(lost.reason, "unavailable")
+      // Still 1 ms of validity by the clock, but the lock is lost: nothing may act on it now.
+      assert.isFalse(yield* Lock.isHeld(lock))
+      yield* redlock.release(lock)
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*").pipe(Effect.withClock(Clock.make())), [[]])
+    }))
 })
+

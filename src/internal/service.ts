@@ -59,15 +59,22 @@ const engines = new WeakMap<Redlock.Service, engine.Engine>()
 /** The engine behind a service built by `makeService`. */
 export const engineOf = (service: Redlock.Service): engine.Engine | undefined => engines.get(service)
 
-/** Validates a lock's arguments into its keys and settings; throws an `InvalidArgument`. */
+/**
+ * Validates a lock's arguments into its keys and settings; throws an `InvalidArgument`.
+ * `withLockDefaults`, the instance's settings already resolved for `withLock`, spares resolving
+ * them again on every call that gives no options.
+ */
 export const targetOf = (
   instance: engine.Engine,
   resources: Resources,
   options: AcquireOptions | undefined,
-  autoExtend: boolean | undefined
+  autoExtend: boolean | undefined,
+  withLockDefaults?: options_.Settings
 ): { readonly target: engine.Target; readonly settings: options_.Settings } => ({
   target: options_.keysOf(resources, instance.keyPrefix, instance.nodes),
-  settings: options_.resolve(instance.settings, options, autoExtend)
+  settings: options === undefined && autoExtend === true && withLockDefaults !== undefined
+    ? withLockDefaults
+    : options_.resolve(instance.settings, options, autoExtend)
 })
 
 /** Builds the service over an engine whose nodes and settings are already validated. */
@@ -81,17 +88,13 @@ export const makeService = (instance: engine.Engine): Redlock.Service => {
     autoExtend: boolean | undefined,
     use: (target: engine.Target, settings: options_.Settings) => Effect.Effect<A, E, R>
   ): Effect.Effect<A, E | InvalidArgument, R> => {
-    let target: engine.Target
-    let settings: options_.Settings
+    let checked: ReturnType<typeof targetOf>
     try {
-      target = options_.keysOf(resources, instance.keyPrefix, instance.nodes)
-      settings = options === undefined && autoExtend === true
-        ? withLockDefaults
-        : options_.resolve(instance.settings, options, autoExtend)
+      checked = targetOf(instance, resources, options, autoExtend, withLockDefaults)
     } catch (error) {
       return error instanceof InvalidArgument ? Effect.fail(error) : Effect.die(error)
     }
-    return use(target, settings)
+    return use(checked.target, checked.settings)
   }
 
   /** The scope's release: done once a quorum answered; slower nodes get the delete all the same. */
