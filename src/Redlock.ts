@@ -309,7 +309,8 @@ export declare namespace Redlock {
     ) => Effect.Effect<Option.Option<Lock.Lock>, QuorumUnavailable | InvalidArgument, Scope.Scope>
     /**
      * Acquires, runs the effect, releases. The lock is extended while the effect runs; if it is
-     * lost, the effect is interrupted and the result is a `LockLost` failure.
+     * lost, the effect is interrupted and the result is a `LockLost` failure. The effect has a
+     * `Scope` of its own, closed before the lock is released.
      */
     readonly withLock: WithLock
     /** Like `withLock` with a single attempt: `None` when the resources are held elsewhere. */
@@ -481,7 +482,8 @@ export const tryAcquire = (
 
 /**
  * Runs an effect while holding a lock, extending it as needed; interrupts the effect with
- * `LockLost` if the lock can no longer be guaranteed. The body may be a function of the lock.
+ * `LockLost` if the lock can no longer be guaranteed. The body may be a function of the lock, and
+ * has a `Scope` of its own: what it acquires is released before the lock is.
  *
  * @example
  * ```ts

@@ -1,11 +1,15 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
+import type { NoSuchElementException } from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Supervisor from "effect/Supervisor"
+import * as Tracer from "effect/Tracer"
 import { Redis } from "ioredis"
 import * as Lock from "../src/Lock.js"
 import * as Scripts from "../src/internal/scripts.js"
@@ -39,6 +43,8 @@ const scriptOf = (command: ReadonlyArray<string>) =>
   command[0]?.toLowerCase() === "evalsha"
     ? command[1] === Scripts.release.sha ? "release" : command[1] === Scripts.extend.sha ? "extend" : "other"
     : command[0]?.toLowerCase()
+
+class Greeting extends Context.Tag("test/Greeting")<Greeting, string>() {}
 
 describe("withLock", () => {
   it.scopedLive("keeps the lock through a body five times the ttl; a competitor never gets it", () =>
@@ -167,6 +173,58 @@ describe("withLock", () => {
       assert.strictEqual(seen.length, 1)
       assert.isNotNull(seen[0], "the key was still held while the body cleaned up")
       assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
+    }))
+
+  it.scopedLive("the body has a scope of its own, closed while the lock is still held", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const seen: Array<{ readonly exit: string; readonly value: string | null }> = []
+      const holding = (name: string) =>
+        Effect.addFinalizer((exit) =>
+          Effect.flatMap(
+            Effect.orDie(cluster.nodes[0]!.get(name)),
+            (value) => Effect.sync(() => seen.push({ exit: exit._tag, value }))
+          )
+        )
+      // The test's own scope is in the context: the body's finalizer must not be added to it.
+      const first = resource("body-scope")
+      assert.strictEqual(yield* redlock.withLock(Effect.as(holding(first), 1), first), 1)
+      assert.strictEqual(seen.length, 1, "finalized before withLock returned")
+      assert.isNotNull(seen[0]!.value, "the key was still held")
+      // A failing body: its finalizer sees the failure, then the lock is released.
+      const second = resource("body-scope-failure")
+      const failed = yield* Effect.exit(redlock.withLock(Effect.zipRight(holding(second), Effect.fail("boom")), second))
+      assert.deepStrictEqual(failed, Exit.fail("boom"))
+      assert.deepStrictEqual(seen[1], { exit: "Failure", value: seen[1]!.value })
+      assert.isNotNull(seen[1]!.value)
+      // tryWithLock, run where no Scope is in the context at all.
+      const third = resource("body-scope-try")
+      const tried = yield* Effect.promise(() => Effect.runPromiseExit(redlock.tryWithLock(holding(third), third)))
+      assert.deepStrictEqual(tried, Exit.succeed(Option.some(undefined)))
+      assert.isNotNull(seen[2]?.value)
+      // A finalizer that dies: the defect is the result, and the lock is released all the same.
+      const fourth = resource("body-scope-defect")
+      const died = yield* Effect.exit(redlock.withLock(Effect.addFinalizer(() => Effect.die("finalizer")), fourth))
+      assert.deepStrictEqual(died, Exit.die("finalizer"))
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
+    }))
+
+  it.scopedLive("the body sees the caller's services, FiberRefs and span, whether it completes at once or later", () =>
+    Effect.gen(function*() {
+      const { redlock } = yield* withRedlock(1)
+      const ref = yield* FiberRef.make("unset")
+      const native = yield* Effect.tracer
+      const tracer = Tracer.make({ span: (...args) => native.span(...args), context: native.context })
+      const read = Effect.all([Greeting, FiberRef.get(ref), Effect.map(Effect.currentSpan, (span) => span.name)])
+      const run = (body: Effect.Effect<readonly [string, string, string], NoSuchElementException, Greeting>) =>
+        redlock.withLock(body, resource("context")).pipe(
+          Effect.locally(ref, "set by the caller"),
+          Effect.provideService(Greeting, "hello"),
+          Effect.withTracer(tracer)
+        )
+      const expected = ["hello", "set by the caller", "Redlock.withLock"] as const
+      assert.deepStrictEqual(yield* run(read), expected)
+      assert.deepStrictEqual(yield* run(Effect.zipRight(Effect.sleep("5 millis"), read)), expected)
     }))
 
   it.scopedLive("inside an uninterruptible region withLock completes", () =>

@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Runtime from "effect/Runtime"
 import { LockLost } from "../RedlockError.js"
+import { startNow } from "./fiber.js"
 import { extensionSpec, settleExtension } from "./engine.js"
 import { liveClock, type Round, type Running, startRound, startTimer } from "./fanout.js"
 import type { LockState } from "./lock.js"
@@ -70,12 +71,7 @@ class LockKeeper implements Keeper {
 
   private fork(effect: Effect.Effect<void>): Fiber.RuntimeFiber<void> {
     const { fiber } = this
-    const runtime = Runtime.make({
-      context: fiber.currentContext,
-      fiberRefs: fiber.getFiberRefs(),
-      runtimeFlags: Runtime.defaultRuntimeFlags
-    })
-    return Runtime.runFork(runtime)(effect)
+    return startNow(fiber, Runtime.defaultRuntimeFlags, fiber.currentContext, effect)
   }
 
   start(): void {

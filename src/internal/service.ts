@@ -19,7 +19,8 @@ import type {
   WithLock
 } from "../Redlock.js"
 import * as engine from "./engine.js"
-import { startKeeper } from "./keepAlive.js"
+import { startNow } from "./fiber.js"
+import { type Keeper, startKeeper } from "./keepAlive.js"
 import { LockState } from "./lock.js"
 import * as options_ from "./options.js"
 import { isTraced } from "./tracing.js"
@@ -134,59 +135,70 @@ export const makeService = (instance: engine.Engine): Redlock.Service => {
       ))
 
   /**
-   * Runs the body in a child fiber while a keeper looks after the lock: it extends the lock (or,
-   * without automatic extension, watches its expiry) and interrupts the body when the lock is
-   * lost, which makes the result the `LockLost`. When the caller is interrupted, the body is
-   * interrupted and awaited, so its finalizers still run under the lock. The keeper stops and the
-   * lock is released last, whatever happened. Runs inside the caller's uninterruptible mask:
-   * plain steps instead of `onInterrupt` / `ensuring`, which cost more than the lock itself.
+   * Runs the body in a fiber of its own, with a scope of its own, while a keeper looks after the
+   * lock: it extends the lock (or, without automatic extension, watches its expiry) and
+   * interrupts the body when the lock is lost, which makes the result the `LockLost`. When the
+   * caller is interrupted, the body is interrupted and awaited. The body's scope closes (its
+   * finalizers run) while the lock is still held; then the keeper stops and the lock is released,
+   * whatever happened. The body starts at once: one that completes synchronously needs no
+   * keeper. Runs inside the caller's uninterruptible mask: plain steps instead of `onInterrupt` /
+   * `ensuring`, which cost more than the lock itself.
    */
   const guard = <A, E, R>(
     body: Body<A, E, R>,
     lock: LockState,
     restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>,
-    clock: Clock.Clock,
-    fiber: Fiber.RuntimeFiber<unknown, unknown>
-  ): Effect.Effect<A, E | LockLost, R> =>
-    Effect.flatMap(
-      Effect.fork(restore(typeof body === "function" ? Effect.suspend(() => body(lock)) : body)),
-      (work) => {
-        const keeper = startKeeper(lock, Fiber.interrupt(work), clock, fiber)
-        const finish = <X, Y>(result: Effect.Effect<X, Y>) =>
-          Effect.zipRight(keeper.stop, Effect.zipRight(releaseQuietly(lock, clock), result))
-        return Effect.flatMap(Effect.exit(restore(Fiber.await(work))), (awaited): Effect.Effect<A, E | LockLost> => {
-          // Awaiting fails only when the caller is interrupted.
-          if (Exit.isFailure(awaited)) return Effect.zipRight(Fiber.interrupt(work), finish(Effect.failCause(awaited.cause)))
-          const exit = awaited.value
+    clock: Clock.Clock
+  ): Effect.Effect<A, E | LockLost, Exclude<R, Scope.Scope>> =>
+    Effect.flatMap(Scope.make(), (scope) =>
+      Effect.withFiberRuntime((parent, status) => {
+        const effect = restore(typeof body === "function" ? Effect.suspend(() => body(lock)) : body)
+        const context = Context.add(parent.currentContext as Context.Context<Exclude<R, Scope.Scope>>, Scope.Scope, scope)
+        const work = startNow(parent, status.runtimeFlags, context as Context.Context<R>, effect)
+        const finish = (exit: Exit.Exit<A, E>, keeper: Keeper | undefined): Effect.Effect<A, E | LockLost> => {
           const lost = lock.lostWith
-          return finish<A, E | LockLost>(lost !== undefined && Exit.isInterrupted(exit) ? Effect.fail(lost) : exit)
-        })
-      }
-    )
+          const result: Exit.Exit<A, E | LockLost> = lost !== undefined && Exit.isInterrupted(exit) ? Exit.fail(lost) : exit
+          const released = keeper === undefined
+            ? releaseQuietly(lock, clock)
+            : Effect.zipRight(keeper.stop, releaseQuietly(lock, clock))
+          // As `Effect.scoped`: a finalizer's failure is added to the result.
+          return Effect.flatMap(
+            Effect.exit(Scope.close(scope, exit)),
+            (closed) => Effect.zipRight(released, Exit.zipLeft(result, closed))
+          )
+        }
+        const done = work.unsafePoll()
+        if (done !== null) return finish(done, undefined)
+        const keeper = startKeeper(lock, Fiber.interrupt(work), clock, parent)
+        return Effect.flatMap(Effect.exit(restore(Fiber.await(work))), (awaited) =>
+          // Awaiting fails only when the caller is interrupted.
+          Exit.isFailure(awaited)
+            ? Effect.zipRight(Fiber.interrupt(work), finish(Exit.failCause(awaited.cause), keeper))
+            : finish(awaited.value, keeper))
+      }))
 
-  /** Acquires, runs the body guarded, releases: no Scope, one fiber for the body. */
+  /** Acquires, runs the body guarded, releases: one fiber and one scope for the body. */
   const withLockIn = <A, E, R, E2>(
     body: Body<A, E, R>,
     resources: Resources,
     options: AcquireOptions | undefined,
     clock: Clock.Clock,
-    fiber: Fiber.RuntimeFiber<unknown, unknown>,
     take: (target: engine.Target, settings: options_.Settings) => Effect.Effect<Option.Option<LockState>, E2>
-  ): Effect.Effect<Option.Option<A>, E | E2 | InvalidArgument | LockLost, R> =>
+  ): Effect.Effect<Option.Option<A>, E | E2 | InvalidArgument | LockLost, Exclude<R, Scope.Scope>> =>
     prepared(resources, options, true, (target, settings) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(restore(take(target, settings)), (taken) =>
           Option.isNone(taken)
             ? Effect.succeedNone
-            : Effect.asSome(guard(body, taken.value, restore, clock, fiber)))
+            : Effect.asSome(guard(body, taken.value, restore, clock)))
       ))
 
   const withLock: WithLock = dual(
     isBody,
     <A, E, R>(body: Body<A, E, R>, resources: Resources, options?: AcquireOptions) =>
-      operation("Redlock.withLock", (clock, fiber) =>
+      operation("Redlock.withLock", (clock) =>
         Effect.map(
-          withLockIn(body, resources, options, clock, fiber, (target, settings) =>
+          withLockIn(body, resources, options, clock, (target, settings) =>
             Effect.asSome(engine.lock(instance, target, settings, clock))),
           Option.getOrThrow
         ))
@@ -195,8 +207,8 @@ export const makeService = (instance: engine.Engine): Redlock.Service => {
   const tryWithLock: TryWithLock = dual(
     isBody,
     <A, E, R>(body: Body<A, E, R>, resources: Resources, options?: AcquireOptions) =>
-      operation("Redlock.tryWithLock", (clock, fiber) =>
-        withLockIn(body, resources, options, clock, fiber, (target, settings) =>
+      operation("Redlock.tryWithLock", (clock) =>
+        withLockIn(body, resources, options, clock, (target, settings) =>
           engine.tryLock(instance, target, settings, clock)))
   )
 
