@@ -87,9 +87,9 @@ export const isHeld = (lock: Lock): Effect.Effect<boolean> =>
 /**
  * Waits until the lock is lost and fails with the `LockLost`, so work can be raced against it.
  * With automatic extension the lock's keeper decides when the lock is lost; without it, the lock
- * is lost when its validity runs out without a successful `extend`. Either way the loss comes 2 ms
+ * is lost when its validity runs out without a successful `extend`. Either way the loss comes 5 ms
  * ahead of the validity's end, so work raced against it stops before any step it scheduled for
- * the expiry itself. Never completes for a lock that is released first.
+ * the last milliseconds of the validity. Never completes for a lock that is released first.
  *
  * @example
  * ```ts

@@ -13,6 +13,7 @@ import * as FiberId from "effect/FiberId"
 import type { NodeOutcome } from "../RedlockError.js"
 import type { LockNode } from "./node.js"
 import { canStillWin, type Tally } from "./quorum.js"
+import { type Waiting, WaitingList } from "./waitingList.js"
 
 /** What a round saw when it was decided. */
 export interface Round {
@@ -65,7 +66,7 @@ export const startTimer = (clock: Clock.Clock, ms: number, onFire: () => void): 
  * reconnection timer keeps the process alive meanwhile.
  */
 class Timeouts {
-  private readonly rounds = new Set<RunningRound>()
+  private readonly rounds = new WaitingList<RunningRound>()
   private armedFor = Infinity
 
   constructor(readonly timeoutMs: number) {}
@@ -90,12 +91,13 @@ class Timeouts {
     this.armedFor = Infinity
     const now = liveClock.unsafeCurrentTimeMillis()
     let next = Infinity
-    for (const round of this.rounds) {
+    const expired = this.rounds.takeWhere((round) => {
       const roundDue = round.startedAt + this.timeoutMs
-      if (roundDue <= now) round.onTimeout()
-      else if (roundDue < next) next = roundDue
-    }
+      if (roundDue > now && roundDue < next) next = roundDue
+      return roundDue <= now
+    })
     if (next !== Infinity) this.arm(next)
+    for (const round of expired) round.onTimeout()
   }
 }
 
@@ -118,7 +120,7 @@ const noErrors: ReadonlyArray<string | undefined> = []
  * One running round. A class rather than closures: a lock cycle runs two rounds or more, and their
  * allocations are a visible share of its cost under load.
  */
-class RunningRound implements Round, Tally {
+class RunningRound implements Round, Tally, Waiting<RunningRound> {
   granted = 0
   denied = 0
   failed = 0
@@ -130,6 +132,8 @@ class RunningRound implements Round, Tally {
   errors: Array<string | undefined> = noErrors as Array<string | undefined>
   stopTimer: (() => void) | undefined = undefined
   timeouts: Timeouts | undefined = undefined
+  nextWaiting: RunningRound | undefined = undefined
+  previousWaiting: RunningRound | undefined = undefined
 
   constructor(
     readonly spec: RoundSpec,

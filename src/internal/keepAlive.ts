@@ -14,6 +14,7 @@ import { startNow } from "./fiber.js"
 import { extensionSpec, settleExtension } from "./engine.js"
 import { liveClock, type Round, type Running, startRound, startTimer } from "./fanout.js"
 import type { LockState } from "./lock.js"
+import { type Waiting, WaitingList } from "./waitingList.js"
 
 /**
  * When the keeper extends a lock that expires at `expiresAt`: at the threshold, moved back onto a
@@ -29,7 +30,7 @@ export const extensionDueAt = (expiresAt: number, thresholdMs: number): number =
 /** The keepers due at one instant of the grid, and the one timer that wakes them. */
 interface Alarm {
   readonly at: number
-  readonly keepers: Set<LockKeeper>
+  readonly keepers: WaitingList<LockKeeper>
   readonly handle: ReturnType<typeof setTimeout>
 }
 
@@ -40,8 +41,9 @@ const alarms = new Map<number, Alarm>()
 
 const ring = (at: number): void => {
   const alarm = alarms.get(at)
+  if (alarm === undefined) return
   alarms.delete(at)
-  alarm?.keepers.forEach((keeper) => keeper.step())
+  for (const keeper of alarm.keepers.takeWhere(() => true)) keeper.step()
 }
 
 const lossOf = (lock: LockState, reason: LockLost["reason"]) =>
@@ -52,7 +54,9 @@ export interface Keeper {
   readonly stop: Effect.Effect<void>
 }
 
-class LockKeeper implements Keeper {
+class LockKeeper implements Keeper, Waiting<LockKeeper> {
+  nextWaiting: LockKeeper | undefined = undefined
+  previousWaiting: LockKeeper | undefined = undefined
   private stopped = false
   private cancelTimer: (() => void) | undefined = undefined
   private round: Running | undefined = undefined
@@ -101,9 +105,9 @@ class LockKeeper implements Keeper {
     let alarm = alarms.get(at)
     if (alarm === undefined) {
       const delay = Math.max(0, at - this.clock.unsafeCurrentTimeMillis())
-      alarm = { at, keepers: new Set(), handle: setTimeout(ring, delay, at) }
+      alarm = { at, keepers: new WaitingList(), handle: setTimeout(ring, delay, at) }
       alarms.set(at, alarm)
-    } else if (alarm.keepers.size === 0) {
+    } else if (alarm.keepers.isEmpty) {
       alarm.handle.ref()
     }
     alarm.keepers.add(this)
@@ -172,7 +176,7 @@ class LockKeeper implements Keeper {
     if (alarm !== undefined) {
       this.alarm = undefined
       alarm.keepers.delete(this)
-      if (alarm.keepers.size === 0) {
+      if (alarm.keepers.isEmpty) {
         if (alarm.at - liveClock.unsafeCurrentTimeMillis() > idleAlarmMs) {
           clearTimeout(alarm.handle)
           alarms.delete(alarm.at)

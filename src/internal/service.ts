@@ -19,7 +19,7 @@ import type {
   WithLock
 } from "../Redlock.js"
 import * as engine from "./engine.js"
-import { startNow } from "./fiber.js"
+import { exitOf, startNow } from "./fiber.js"
 import { type Keeper, startKeeper } from "./keepAlive.js"
 import { LockState } from "./lock.js"
 import * as options_ from "./options.js"
@@ -170,7 +170,7 @@ export const makeService = (instance: engine.Engine): Redlock.Service => {
         const done = work.unsafePoll()
         if (done !== null) return finish(done, undefined)
         const keeper = startKeeper(lock, Fiber.interrupt(work), clock, parent)
-        return Effect.flatMap(Effect.exit(restore(Fiber.await(work))), (awaited) =>
+        return Effect.flatMap(Effect.exit(restore(exitOf(work))), (awaited) =>
           // Awaiting fails only when the caller is interrupted.
           Exit.isFailure(awaited)
             ? Effect.zipRight(Fiber.interrupt(work), finish(Exit.failCause(awaited.cause), keeper))
