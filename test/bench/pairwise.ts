@@ -4,7 +4,10 @@
  * (scenario b) put both through the same conditions, which `npm run bench`'s 400 ms windows per
  * implementation cannot. Reports medians and their ratios.
  *
- *   npm run build && npx tsx test/bench/pairwise.ts [--k 1,3,5] [--seconds 8] [--windows 7]
+ *   npm run build && npx tsx test/bench/pairwise.ts [--k 1,3,5] [--seconds 8] [--windows 7] [--variant lock]
+ *
+ * --variant: lock (lock + release, the default), acquire (Effect.scoped(acquire)) or withLock
+ * (withLock of an empty body).
  *
  * a: one worker, acquire + release of a fresh resource, turns of 20 cycles: p50 and p90 latency.
  * b: 64 workers, each on its own resources, 1 s turns: cycles/s and client CPU µs per cycle.
@@ -19,6 +22,8 @@ const ks = flag("k", "1,3,5").split(",").map(Number)
 const seconds = Number(flag("seconds", "8"))
 const windows = Number(flag("windows", "7"))
 const workers = 64
+const variant = flag("variant", "lock")
+if (!["lock", "acquire", "withLock"].includes(variant)) throw new Error(`--variant must be lock, acquire or withLock, got ${variant}`)
 
 const quantile = (values: ReadonlyArray<number>, q: number): number => {
   const sorted = [...values].sort((a, b) => a - b)
@@ -36,8 +41,17 @@ const measure = (k: number) =>
       const handle = await floor.acquire(`pair:${worker}:${sequence++}`)
       await floor.release(handle)
     }
-    const lockCycle = (worker: number) =>
-      Effect.flatMap(redlock.lock(`pair:${worker}:${sequence++}`), (lock) => redlock.release(lock))
+    const lockCycle = (worker: number): Effect.Effect<unknown, unknown> => {
+      const resource = `pair:${worker}:${sequence++}`
+      switch (variant) {
+        case "acquire":
+          return Effect.scoped(redlock.acquire(resource))
+        case "withLock":
+          return redlock.withLock(Effect.void, resource)
+        default:
+          return Effect.flatMap(redlock.lock(resource), (lock) => redlock.release(lock))
+      }
+    }
 
     // a: alternating turns of 20 cycles.
     const latency = { floor: [] as Array<number>, lock: [] as Array<number> }
@@ -91,19 +105,19 @@ const measure = (k: number) =>
     const cpuPerCycle = { floor: quantile(cpu.floor, 0.5), lock: quantile(cpu.lock, 0.5) }
     return {
       K: k,
-      "a p50 µs floor / lock": `${p50.floor.toFixed(0)} / ${p50.lock.toFixed(0)}`,
-      "a p50 lock ×floor": (p50.lock / p50.floor).toFixed(2),
-      "a p90 lock ×floor": (p90.lock / p90.floor).toFixed(2),
-      "b cycles/s floor / lock": `${cycles.floor.toFixed(0)} / ${cycles.lock.toFixed(0)}`,
-      "b cycles/s lock ×floor": (cycles.lock / cycles.floor).toFixed(2),
-      "b cpu µs/cycle floor / lock": `${cpuPerCycle.floor.toFixed(1)} / ${cpuPerCycle.lock.toFixed(1)}`
+      [`a p50 µs floor / ${variant}`]: `${p50.floor.toFixed(0)} / ${p50.lock.toFixed(0)}`,
+      [`a p50 ${variant} ×floor`]: (p50.lock / p50.floor).toFixed(2),
+      [`a p90 ${variant} ×floor`]: (p90.lock / p90.floor).toFixed(2),
+      [`b cycles/s floor / ${variant}`]: `${cycles.floor.toFixed(0)} / ${cycles.lock.toFixed(0)}`,
+      [`b cycles/s ${variant} ×floor`]: (cycles.lock / cycles.floor).toFixed(2),
+      [`b cpu µs/cycle floor / ${variant}`]: `${cpuPerCycle.floor.toFixed(1)} / ${cpuPerCycle.lock.toFixed(1)}`
     }
   })
 
 const program = Effect.gen(function*() {
   const rows = []
   for (const k of ks) rows.push(yield* Effect.scoped(measure(k)))
-  console.log(`effect-redlock lock/release against the floor, alternating turns (a: ${seconds} s; b: ${windows} × 1 s each)`)
+  console.log(`effect-redlock ${variant} against the floor, alternating turns (a: ${seconds} s; b: ${windows} × 1 s each)`)
   console.table(rows)
 })
 
