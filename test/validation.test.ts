@@ -38,7 +38,8 @@ describe("bad input is refused before any Redis call", () => {
       const acquire = (resources: unknown, options?: unknown) =>
         Effect.scoped(redlock.acquire(resources as Redlock.Resources, options as Redlock.AcquireOptions))
 
-      for (const ttl of [0, -1, Number.NaN, Infinity, 1.5, 2 ** 31, "abc", "-5 seconds", 2, {}]) {
+      // 8 ms: the drift allowance (2 ms) plus the 5 ms by which a loss is declared early, plus one.
+      for (const ttl of [0, -1, Number.NaN, Infinity, 1.5, 2 ** 31, "abc", "-5 seconds", 2, 8, {}]) {
         yield* expectInvalid(lock("r", { ttl }), "ttl")
       }
       for (const resources of ["", [], ["a", "a"], [1], ["a", 2], "x".repeat(4097), null, undefined, 42]) {
@@ -54,6 +55,8 @@ describe("bad input is refused before any Redis call", () => {
       yield* expectInvalid(lock("r", { deadline: -1 }), "deadline")
       yield* expectInvalid(lock("r", "5 seconds"), "options")
       yield* expectInvalid(acquire("r", { ttl: 1000, autoExtend: { threshold: 1000 } }), "autoExtend.threshold")
+      // A lock reaching a threshold of 6 ms is already declared lost: it could never extend.
+      yield* expectInvalid(acquire("r", { ttl: 1000, autoExtend: { threshold: 6 } }), "autoExtend.threshold")
       yield* expectInvalid(acquire("r", { autoExtend: { maxExtensions: -1 } }), "autoExtend.maxExtensions")
       yield* expectInvalid(acquire("r", { autoExtend: { maxHoldTime: 0 } }), "autoExtend.maxHoldTime")
       yield* expectInvalid(Effect.scoped(redlock.tryAcquire("")), "resources")

@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import type { NoSuchElementException } from "effect/Cause"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -12,6 +13,7 @@ import * as Supervisor from "effect/Supervisor"
 import * as Tracer from "effect/Tracer"
 import { Redis } from "ioredis"
 import * as Lock from "../src/Lock.js"
+import type { LockLost } from "../src/RedlockError.js"
 import * as Scripts from "../src/internal/scripts.js"
 import type { RedisNode } from "./support/RedisNodes.js"
 import { keysEverywhere, resource, withRedlock } from "./support/setup.js"
@@ -207,6 +209,57 @@ describe("withLock", () => {
       const died = yield* Effect.exit(redlock.withLock(Effect.addFinalizer(() => Effect.die("finalizer")), fourth))
       assert.deepStrictEqual(died, Exit.die("finalizer"))
       assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
+    }))
+
+  it.scopedLive("the keeper also covers the body's finalizers, even after a body that finished at once", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(1)
+      const name = resource("slow-finalizer")
+      let held: Lock.Lock | undefined
+      let valueAtTheEnd: string | null = null
+      // The body returns at once; its finalizer outlasts the ttl three times over.
+      yield* redlock.withLock((lock) => {
+        held = lock
+        return Effect.addFinalizer(() =>
+          Effect.zipRight(
+            Effect.sleep("750 millis"),
+            Effect.flatMap(Effect.orDie(cluster.nodes[0]!.get(name)), (value) => Effect.sync(() => valueAtTheEnd = value))
+          )
+        )
+      }, name, { ttl: 250 })
+      assert.isNotNull(valueAtTheEnd, "the key was still held when the finalizer ended")
+      assert.isAtLeast(held!.extensions, 2)
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[]])
+    }))
+
+  it.scopedLive("Lock.awaitLost in the body leaves the loss to the keeper: the reason is the keeper's", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(1, { nodeTimeout: 80 })
+      const node = cluster.nodes[0]!
+      for (let round = 0; round < 3; round++) {
+        const lost = yield* Effect.flip(redlock.withLock(
+          (lock) => Effect.zipRight(node.pause, Effect.raceFirst(Effect.never, Lock.awaitLost(lock))),
+          resource(`await-lost-${round}`),
+          { ttl: 250 }
+        )).pipe(Effect.ensuring(node.resume))
+        assert.strictEqual(lost._tag, "LockLost")
+        assert.strictEqual((lost as LockLost).reason, "unavailable", `round ${round}`)
+      }
+    }))
+
+  it.scopedLive("a caller interrupted while a lost lock's body cleans up sees its interruption, not the LockLost", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(1, { nodeTimeout: 80 })
+      const node = cluster.nodes[0]!
+      const cleaning = yield* Deferred.make<void>()
+      const body = Effect.zipRight(node.pause, Effect.never).pipe(
+        Effect.onInterrupt(() => Effect.zipRight(Deferred.succeed(cleaning, undefined), Effect.sleep("300 millis")))
+      )
+      const fiber = yield* Effect.fork(redlock.withLock(body, resource("interrupted-cleanup"), { ttl: 250 }))
+      yield* Deferred.await(cleaning)
+      const exit = yield* Fiber.interrupt(fiber)
+      yield* node.resume
+      assert.isTrue(Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause), String(exit))
     }))
 
   it.scopedLive("the body sees the caller's services, FiberRefs and span, whether it completes at once or later", () =>

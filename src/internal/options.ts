@@ -9,7 +9,7 @@ import * as Schedule from "effect/Schedule"
 import type { AcquireOptions, AutoExtendOptions, LockOptions, RetryOptions, RetrySchedule } from "../Redlock.js"
 import { InvalidArgument } from "../RedlockError.js"
 import type { Client, LockNode } from "./node.js"
-import { driftOf } from "./quorum.js"
+import { driftOf, lossLeadMs } from "./quorum.js"
 import { slotOf } from "./slot.js"
 
 /** The longest ttl accepted: what a Node timer can wait (about 24.8 days). */
@@ -77,7 +77,10 @@ const ttlOf = (input: unknown, driftFactor: number): number => {
   if (!Number.isInteger(ttlMs)) return invalid("ttl", `must be a whole number of milliseconds, got ${ttlMs}`)
   if (ttlMs > maxTtlMs) return invalid("ttl", `must be at most ${maxTtlMs} ms`)
   const driftMs = driftOf(ttlMs, driftFactor)
-  if (ttlMs <= driftMs) return invalid("ttl", `must be longer than the clock drift allowance (${driftMs} ms)`)
+  // A lock is declared lost `lossLeadMs` (and, for an early timer, one more) before its validity ends.
+  if (ttlMs <= driftMs + lossLeadMs + 1) {
+    return invalid("ttl", `must be longer than the clock drift allowance and the loss lead (${driftMs + lossLeadMs + 1} ms)`)
+  }
   return ttlMs
 }
 
@@ -116,6 +119,9 @@ const autoExtendOf = (input: boolean | AutoExtendOptions | undefined, ttlMs: num
     ? Math.round(ttlMs * defaults.extendThresholdRatio)
     : millisOf("autoExtend.threshold", options.threshold)
   if (thresholdMs >= ttlMs) return invalid("autoExtend.threshold", "must be shorter than the ttl")
+  if (thresholdMs <= lossLeadMs + 1) {
+    return invalid("autoExtend.threshold", `must be longer than ${lossLeadMs + 1} ms: the lock is declared lost then`)
+  }
   return {
     thresholdMs,
     maxHoldTimeMs: options.maxHoldTime === undefined ? Infinity : millisOf("autoExtend.maxHoldTime", options.maxHoldTime),

@@ -10,6 +10,16 @@ export const quorumOf = (nodes: number): number => Math.floor(nodes / 2) + 1
 export const driftOf = (ttlMs: number, driftFactor: number): number => Math.floor(ttlMs * driftFactor) + 2
 
 /**
+ * How far ahead of its validity's end a lock that was not extended is declared lost. Timers fire
+ * to the millisecond, at times one early, and a timer's due time counts from the event loop's
+ * cached time, which lags the clock by however long the loop has been busy: on a loaded loop two
+ * timers set a millisecond apart fire in either order. Measured under load (1 node, ttl 250 ms, a
+ * holder stepping up to the expiry): 10 of 360 locks saw a step past the validity with a lead of
+ * 2 ms, none with 5 ms.
+ */
+export const lossLeadMs = 5
+
+/**
  * How long a lock taken at `startedAt` and decided at `decidedAt` is guaranteed: the ttl, less the
  * time the attempt took, less the drift. Positive only if the lock counts.
  */

@@ -20,10 +20,16 @@ import type {
 } from "../Redlock.js"
 import * as engine from "./engine.js"
 import { exitOf, startNow } from "./fiber.js"
-import { type Keeper, startKeeper } from "./keepAlive.js"
+import { startKeeper } from "./keepAlive.js"
 import { LockState } from "./lock.js"
 import * as options_ from "./options.js"
 import { isTraced } from "./tracing.js"
+
+/** A guarded body's result: its interruption after the lock was lost is the `LockLost`. */
+const resultOf = <A, E>(lock: LockState, exit: Exit.Exit<A, E>): Exit.Exit<A, E | LockLost> => {
+  const lost = lock.lostWith
+  return lost !== undefined && Exit.isInterrupted(exit) ? Exit.fail(lost) : exit
+}
 
 /** Whether `withLock`'s first argument is the body (data-first) rather than the resources. */
 export const isBody = (args: IArguments): boolean => Effect.isEffect(args[0]) || typeof args[0] === "function"
@@ -139,10 +145,10 @@ export const makeService = (instance: engine.Engine): Redlock.Service => {
    * lock: it extends the lock (or, without automatic extension, watches its expiry) and
    * interrupts the body when the lock is lost, which makes the result the `LockLost`. When the
    * caller is interrupted, the body is interrupted and awaited. The body's scope closes (its
-   * finalizers run) while the lock is still held; then the keeper stops and the lock is released,
-   * whatever happened. The body starts at once: one that completes synchronously needs no
-   * keeper. Runs inside the caller's uninterruptible mask: plain steps instead of `onInterrupt` /
-   * `ensuring`, which cost more than the lock itself.
+   * finalizers run) in the body's fiber, under the keeper; then the keeper stops and the lock is
+   * released, whatever happened. The body starts at once: one that completes synchronously, its
+   * finalizers included, needs no keeper. Runs inside the caller's uninterruptible mask: plain
+   * steps instead of `onInterrupt` / `ensuring`, which cost more than the lock itself.
    */
   const guard = <A, E, R>(
     body: Body<A, E, R>,
@@ -152,29 +158,28 @@ export const makeService = (instance: engine.Engine): Redlock.Service => {
   ): Effect.Effect<A, E | LockLost, Exclude<R, Scope.Scope>> =>
     Effect.flatMap(Scope.make(), (scope) =>
       Effect.withFiberRuntime((parent, status) => {
-        const effect = restore(typeof body === "function" ? Effect.suspend(() => body(lock)) : body)
-        const context = Context.add(parent.currentContext as Context.Context<Exclude<R, Scope.Scope>>, Scope.Scope, scope)
-        const work = startNow(parent, status.runtimeFlags, context as Context.Context<R>, effect)
-        const finish = (exit: Exit.Exit<A, E>, keeper: Keeper | undefined): Effect.Effect<A, E | LockLost> => {
-          const lost = lock.lostWith
-          const result: Exit.Exit<A, E | LockLost> = lost !== undefined && Exit.isInterrupted(exit) ? Exit.fail(lost) : exit
-          const released = keeper === undefined
-            ? releaseQuietly(lock, clock)
-            : Effect.zipRight(keeper.stop, releaseQuietly(lock, clock))
-          // As `Effect.scoped`: a finalizer's failure is added to the result.
-          return Effect.flatMap(
-            Effect.exit(Scope.close(scope, exit)),
-            (closed) => Effect.zipRight(released, Exit.zipLeft(result, closed))
+        // The keeper starts after the body's first step: a `Lock.awaitLost` in that step must
+        // already leave the loss to it.
+        lock.autoExtending = lock.settings.autoExtend !== undefined
+        // As `Effect.scoped`: a finalizer's failure is added to the body's result.
+        const work = startNow(
+          parent,
+          status.runtimeFlags,
+          Context.add(parent.currentContext as Context.Context<Exclude<R, Scope.Scope>>, Scope.Scope, scope) as Context.Context<R>,
+          Effect.flatMap(
+            Effect.exit(restore(typeof body === "function" ? Effect.suspend(() => body(lock)) : body)),
+            (exit) => Effect.map(Effect.exit(Scope.close(scope, exit)), (closed) => Exit.zipLeft(exit, closed))
           )
-        }
+        )
         const done = work.unsafePoll()
-        if (done !== null) return finish(done, undefined)
+        if (done !== null) return Effect.zipRight(releaseQuietly(lock, clock), resultOf(lock, Exit.flatten(done)))
         const keeper = startKeeper(lock, Fiber.interrupt(work), clock, parent)
+        const released = Effect.zipRight(keeper.stop, releaseQuietly(lock, clock))
         return Effect.flatMap(Effect.exit(restore(exitOf(work))), (awaited) =>
-          // Awaiting fails only when the caller is interrupted.
+          // Awaiting fails only when the caller is interrupted: that interruption is the result.
           Exit.isFailure(awaited)
-            ? Effect.zipRight(Fiber.interrupt(work), finish(Exit.failCause(awaited.cause), keeper))
-            : finish(awaited.value, keeper))
+            ? Effect.zipRight(Fiber.interrupt(work), Effect.zipRight(released, Exit.failCause(awaited.cause)))
+            : Effect.zipRight(released, resultOf(lock, Exit.flatten(awaited.value))))
       }))
 
   /** Acquires, runs the body guarded, releases: one fiber and one scope for the body. */
