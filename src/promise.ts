@@ -24,6 +24,7 @@ import { type Engine, firstAttempt, retryAfter, startRelease, type Target } from
 import { liveClock } from "./internal/fanout.js"
 import { LockState } from "./internal/lock.js"
 import type { Client } from "./internal/node.js"
+import { minThresholdMs } from "./internal/quorum.js"
 import type { Settings as InternalSettings } from "./internal/options.js"
 import { engineOf, targetOf } from "./internal/service.js"
 import * as EffectLock from "./Lock.js"
@@ -45,7 +46,10 @@ export interface Settings {
   readonly retryDelay: number
   /** Up to this many milliseconds are added to or taken from each delay at random. */
   readonly retryJitter: number
-  /** `using` extends the lock when this many milliseconds of it are left. */
+  /**
+   * `using` extends the lock when this many milliseconds of it are left (under 7 ms, which could
+   * never extend in time: when a third of the duration is left).
+   */
   readonly automaticExtensionThreshold: number
 }
 
@@ -310,11 +314,13 @@ export class Redlock extends EventEmitter {
     if (routine === undefined) return Promise.reject(new TypeError("using needs a routine"))
     const controller = new AbortController()
     const signal: RedlockAbortSignal = controller.signal
+    // node-redlock takes any threshold; one under the least the Effect API takes could never
+    // extend in time, so the lock extends at the default instead (a third of the duration).
     const threshold = Math.min(settings.automaticExtensionThreshold, duration - 1)
     const program = Effect.scoped(Effect.gen(function*() {
       const lock = yield* Redlock_.acquire(resources, {
         ...lockOptions(settings, duration),
-        autoExtend: threshold > 0 ? { threshold } : true
+        autoExtend: threshold >= minThresholdMs ? { threshold } : true
       })
       yield* Effect.forkScoped(
         Effect.flatMap(Effect.flip(EffectLock.awaitLost(lock)), (lost) =>

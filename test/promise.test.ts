@@ -102,6 +102,20 @@ describe("effect-redlock/promise", () => {
       assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
     }))
 
+  it.scopedLive("using: a threshold under the least the Effect API takes extends at the default instead", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* setup
+      const name = resource("promise-tiny-threshold")
+      const result = yield* promise(() =>
+        redlock.using([name], 200, { automaticExtensionThreshold: 1 }, async (signal) => {
+          await new Promise((resolve) => setTimeout(resolve, 500))
+          return signal.aborted
+        })
+      )
+      assert.isFalse(result, "held through a routine longer than the duration")
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
+    }))
+
   it.scopedLive("using: a lost lock aborts the routine's signal with the error", () =>
     Effect.gen(function*() {
       const { cluster, redlock } = yield* setup

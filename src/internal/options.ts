@@ -9,7 +9,7 @@ import * as Schedule from "effect/Schedule"
 import type { AcquireOptions, AutoExtendOptions, LockOptions, RetryOptions, RetrySchedule } from "../Redlock.js"
 import { InvalidArgument } from "../RedlockError.js"
 import type { Client, LockNode } from "./node.js"
-import { driftOf, lossLeadMs } from "./quorum.js"
+import { driftOf, lossLeadMs, minThresholdMs } from "./quorum.js"
 import { slotOf } from "./slot.js"
 
 /** The longest ttl accepted: what a Node timer can wait (about 24.8 days). */
@@ -119,8 +119,8 @@ const autoExtendOf = (input: boolean | AutoExtendOptions | undefined, ttlMs: num
     ? Math.round(ttlMs * defaults.extendThresholdRatio)
     : millisOf("autoExtend.threshold", options.threshold)
   if (thresholdMs >= ttlMs) return invalid("autoExtend.threshold", "must be shorter than the ttl")
-  if (thresholdMs <= lossLeadMs + 1) {
-    return invalid("autoExtend.threshold", `must be longer than ${lossLeadMs + 1} ms: the lock is declared lost then`)
+  if (thresholdMs < minThresholdMs) {
+    return invalid("autoExtend.threshold", `must be at least ${minThresholdMs} ms: with less left, the lock is declared lost`)
   }
   return {
     thresholdMs,

@@ -19,6 +19,9 @@ export const driftOf = (ttlMs: number, driftFactor: number): number => Math.floo
  */
 export const lossLeadMs = 5
 
+/** The least extension threshold: a lock reaching a shorter one is already declared lost. */
+export const minThresholdMs = lossLeadMs + 2
+
 /**
  * How long a lock taken at `startedAt` and decided at `decidedAt` is guaranteed: the ttl, less the
  * time the attempt took, less the drift. Positive only if the lock counts.
