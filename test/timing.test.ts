@@ -4,6 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as TestClock from "effect/TestClock"
 import * as Lock from "../src/Lock.js"
@@ -71,6 +72,27 @@ describe("timing under TestClock", () => {
       const error = yield* Fiber.join(fiber)
       assert.strictEqual(error._tag, "QuorumUnavailable")
       for (const node of nodes) assert.strictEqual(node.store.size, 0)
+    }))
+
+  it.effect("a lock counts only with more validity left than the 6 ms by which its loss is declared early", () =>
+    Effect.gen(function*() {
+      // ttl 1000, drift 12: validity 988 ms less the attempt's time.
+      const attemptTaking = (ms: number) =>
+        Effect.gen(function*() {
+          const { nodes, redlock } = setup(1, { ttl: 1_000, nodeTimeout: 999 })
+          nodes[0]!.hold()
+          const fiber = yield* Effect.fork(Effect.either(redlock.lock("r", { retry: { times: 0 } })))
+          yield* settle
+          yield* TestClock.adjust(ms)
+          nodes[0]!.open()
+          const result = yield* Fiber.join(fiber)
+          return { result, stored: nodes[0]!.store.size }
+        })
+      const usable = yield* attemptTaking(981)
+      assert.isTrue(Either.isRight(usable.result), "7 ms of validity left")
+      const tooLate = yield* attemptTaking(982)
+      assert.isTrue(Either.isLeft(tooLate.result) && tooLate.result.left._tag === "QuorumUnavailable", "6 ms left")
+      assert.strictEqual(tooLate.stored, 0, "its key deleted")
     }))
 
   it.effect("a node that never answers counts as a timeout after nodeTimeout of TestClock time", () =>

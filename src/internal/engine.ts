@@ -18,7 +18,7 @@ import { LockState } from "./lock.js"
 import type { LockNode } from "./node.js"
 import type { Settings } from "./options.js"
 import type { Listener, Waker } from "./waker.js"
-import { isUnavailable, validityOf } from "./quorum.js"
+import { isUnavailable, isUsable, validityOf } from "./quorum.js"
 
 /** A Redlock instance's nodes and defaults. */
 export interface Engine {
@@ -160,7 +160,7 @@ class Attempt<R> {
     const { engine, settings, target } = this
     const { driftMs, ttlMs } = settings
     const won = round.tally.granted >= engine.quorum
-    if (won && validityOf(ttlMs, driftMs, round.startedAt, round.decidedAt) > 0) {
+    if (won && isUsable(validityOf(ttlMs, driftMs, round.startedAt, round.decidedAt))) {
       const expiresAt = round.startedAt + ttlMs - driftMs
       const lock = new LockState(
         engine,
@@ -404,7 +404,7 @@ export const settleExtension = (lock: LockState, settings: Settings, round: Roun
   const { engine } = lock
   const { ttlMs, driftMs } = settings
   const won = round.tally.granted >= engine.quorum
-  if (won && validityOf(ttlMs, driftMs, round.startedAt, round.decidedAt) > 0 && lock.status === "held") {
+  if (won && isUsable(validityOf(ttlMs, driftMs, round.startedAt, round.decidedAt)) && lock.status === "held") {
     lock.expiresAt = Math.max(lock.expiresAt, round.startedAt + ttlMs - driftMs)
     lock.extensions++
     return undefined

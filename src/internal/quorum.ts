@@ -29,6 +29,12 @@ export const minThresholdMs = lossLeadMs + 2
 export const validityOf = (ttlMs: number, driftMs: number, startedAt: number, decidedAt: number): number =>
   ttlMs - (decidedAt - startedAt) - driftMs
 
+/**
+ * Whether a validity is long enough to use: past the loss lead (and the millisecond a timer may
+ * fire early), the lock would be declared lost the moment it is taken or extended.
+ */
+export const isUsable = (validityMs: number): boolean => validityMs > lossLeadMs + 1
+
 /** Counts of one fan-out's replies so far. */
 export interface Tally {
   granted: number
