@@ -99,10 +99,8 @@ export const isHeld = (lock: Lock): Effect.Effect<boolean> =>
  * @since 0.1.0
  * @category accessors
  */
-export const awaitLost = (lock: Lock): Effect.Effect<never, LockLost> => Effect.suspend(() => awaitLoss(stateOf(lock)))
-
-/** Decided when it runs: a keeper may have started since the effect was built. */
-const awaitLoss = (state: internal.LockState): Effect.Effect<never, LockLost> => {
+export const awaitLost = (lock: Lock): Effect.Effect<never, LockLost> => {
+  const state = stateOf(lock)
   if (state.autoExtending) return state.awaitLoss()
   const watchExpiry: Effect.Effect<never> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
     if (state.status === "held" && state.isLossDue(now)) {

@@ -5,6 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
@@ -247,6 +248,40 @@ describe("a lock whose validity runs out", () => {
         assertAhead(pastValidity)
       })
   )
+
+  it.scoped("an attempt or extension that leaves 6 ms of validity or less fails; the attempt's value is deleted", () =>
+    Effect.gen(function*() {
+      // The node starts under the live clock; the lock's rounds then run on TestClock time.
+      const { cluster, redlock } = yield* Effect.withClock(withRedlock(1, { ttl: 1_000, nodeTimeout: 999 }), Clock.make())
+      const node = cluster.nodes[0]!
+      yield* TestClock.setTime(1_000_000)
+      // ttl 1000, drift 12: the validity is 988 ms less the time the attempt took.
+      const attemptTaking = (ms: number, name: string) =>
+        Effect.gen(function*() {
+          yield* node.pause
+          const attempt = yield* Effect.fork(Effect.either(redlock.lock(name, { retry: { times: 0 } })))
+          yield* settle
+          yield* TestClock.adjust(ms)
+          yield* node.resume
+          return yield* Fiber.join(attempt)
+        })
+      const usable = yield* attemptTaking(981, resource("validity-7"))
+      assert.isTrue(Either.isRight(usable), "7 ms of validity left: a lock")
+      if (Either.isRight(usable)) yield* redlock.release(usable.right)
+      const tooLate = yield* attemptTaking(982, resource("validity-6"))
+      assert.isTrue(Either.isLeft(tooLate) && tooLate.left._tag === "QuorumUnavailable", "6 ms left: no lock")
+      // The same for an extension whose confirmation leaves 6 ms: the lock is lost, not extended.
+      const held = yield* redlock.lock(resource("validity-extend"))
+      yield* node.pause
+      const extending = yield* Effect.fork(Effect.either(redlock.extend(held)))
+      yield* settle
+      yield* TestClock.adjust(982)
+      yield* node.resume
+      const extended = yield* Fiber.join(extending)
+      assert.isTrue(Either.isLeft(extended) && extended.left._tag === "LockLost", "6 ms left: lost")
+      yield* redlock.release(held)
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*").pipe(Effect.withClock(Clock.make())), [[]])
+    }))
 
   it.scoped("a manual extend that cannot reach a quorum inside the loss lead marks the lock lost", () =>
     Effect.gen(function*() {
