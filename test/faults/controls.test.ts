@@ -51,7 +51,7 @@ layer(Checker.poolLayer(3), { excludeTestServices: true, timeout: "60 seconds" }
       assertFlagged(report, { overlaps: true, staleWrites: true })
     }), timeout)
 
-  it.effect("the key is evicted on a majority (allkeys-lru, small maxmemory, filler load): overlap", () =>
+  it.effect("the key is evicted on a majority (volatile-ttl, small maxmemory, filler load): overlap", () =>
     Effect.gen(function*() {
       const report = yield* run({
         ...longHolds,

@@ -214,49 +214,60 @@ export const clockJumpWhileHeld = (indices: ReadonlyArray<number>, watch: number
 const usedMemory = (info: unknown) => Number(/used_memory:(\d+)/.exec(String(info))?.[1] ?? 0)
 
 /**
- * `maxmemory-policy allkeys-lru` with a small `maxmemory` on the nodes, and a burst of filler
- * keys while the lock is held: the lock's key is evicted like any other.
+ * `maxmemory-policy volatile-ttl` on the nodes and, while the lock is held, a `maxmemory` just
+ * above the memory in use with filler keys (no ttl) written until the lock's key is gone: it is
+ * evicted like any key with an expiry. `allkeys-lru` made this a matter of luck: every waiter's
+ * `SET NX` touches the key, so it stays among the most recently used and the fillers went first.
  */
-export const evictWhileHeld = (indices: ReadonlyArray<number>, watch: number, strikes = 3): Nemesis => ({
-  name: `eviction on ${indices.join(",")} while held`,
-  run: (env) =>
-    Effect.gen(function*() {
-      const fillers = yield* Effect.forEach(indices, (i) =>
-        Effect.acquireRelease(
-          Effect.sync(() => {
-            const redis = new Redis({ host: "127.0.0.1", port: env.nodes[i]!.port })
-            redis.on("error", () => {})
-            return redis
-          }),
-          (redis) => Effect.sync(() => redis.disconnect())
-        ))
-      yield* eachOf(indices, (i) =>
-        Effect.gen(function*() {
-          const node = env.nodes[i]!
-          const used = usedMemory(yield* node.call("INFO", "memory"))
-          yield* node.call("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
-          yield* node.call("CONFIG", "SET", "maxmemory", used + 256 * 1024)
-        }))
-      const value = "x".repeat(1024)
-      let batch = 0
-      yield* whileHeld(`eviction on ${indices.join(",")} while held`, watch, strikes, () =>
-        Effect.forEach(fillers, (redis) =>
-          Effect.promise(() => {
-            const pipeline = redis.pipeline()
-            for (let k = 0; k < 3_000; k++) pipeline.set(`filler:${batch}:${k}`, value)
-            batch++
-            return pipeline.exec()
-          }), { concurrency: "unbounded", discard: true })).run(env)
-    }).pipe(
-      Effect.ensuring(
-        Effect.ignore(eachOf(indices, (i) =>
-          Effect.zipRight(
-            env.nodes[i]!.call("CONFIG", "SET", "maxmemory", "0"),
-            env.nodes[i]!.call("CONFIG", "SET", "maxmemory-policy", "noeviction")
-          )))
+export const evictWhileHeld = (indices: ReadonlyArray<number>, watch: number, strikes = 3): Nemesis => {
+  const name = `eviction on ${indices.join(",")} while held`
+  return {
+    name,
+    run: (env) =>
+      Effect.gen(function*() {
+        const fillers = yield* Effect.forEach(indices, (i) =>
+          Effect.acquireRelease(
+            Effect.sync(() => {
+              const redis = new Redis({ host: "127.0.0.1", port: env.nodes[i]!.port })
+              redis.on("error", () => {})
+              return redis
+            }),
+            (redis) => Effect.sync(() => redis.disconnect())
+          ))
+        yield* eachOf(indices, (i) => env.nodes[i]!.call("CONFIG", "SET", "maxmemory-policy", "volatile-ttl"))
+        const evict = (slot: number) => evictKey(env, indices[slot]!, fillers[slot]!)
+        yield* whileHeld(name, watch, strikes, () => eachOf(indices.map((_, slot) => slot), evict)).run(env)
+      }).pipe(
+        Effect.ensuring(
+          Effect.ignore(eachOf(indices, (i) =>
+            Effect.zipRight(
+              env.nodes[i]!.call("CONFIG", "SET", "maxmemory", "0"),
+              env.nodes[i]!.call("CONFIG", "SET", "maxmemory-policy", "noeviction")
+            )))
+        )
       )
-    )
-})
+  }
+}
+
+let fillerBatch = 0
+const fillerValue = "x".repeat(1024)
+
+/** Fills node `index` past a small `maxmemory` until `env.key` is evicted (or 20 batches), then lifts the limit. */
+const evictKey = (env: NemesisEnv, index: number, filler: Redis) => {
+  const node = env.nodes[index]!
+  return Effect.gen(function*() {
+    const used = usedMemory(yield* node.call("INFO", "memory"))
+    yield* node.call("CONFIG", "SET", "maxmemory", used + 64 * 1024)
+    for (let batch = 0; batch < 20 && (yield* node.pttl(env.key)) !== -2; batch++) {
+      yield* Effect.promise(() => {
+        const pipeline = filler.pipeline()
+        for (let k = 0; k < 100; k++) pipeline.set(`filler:${fillerBatch}:${k}`, fillerValue)
+        fillerBatch++
+        return pipeline.exec()
+      })
+    }
+  }).pipe(Effect.ensuring(Effect.ignore(node.call("CONFIG", "SET", "maxmemory", "0"))))
+}
 
 /**
  * A client-side partition: whenever worker `worker` enters the critical section, its own links
