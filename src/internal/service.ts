@@ -108,17 +108,17 @@ export const makeService = (instance: engine.Engine): Redlock.Service => {
   const releaseQuietly = (lock: LockState, clock: Clock.Clock) =>
     Effect.flatMap(engine.release(lock, clock, instance.quorum), (report) => logReleaseProblems(lock, report))
 
-  /** Puts a fresh lock under the scope: its release, and its extension, end with the scope. */
-  const manage = (lock: LockState, clock: Clock.Clock, fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
-    Effect.flatMap(Effect.scope, (scope): Effect.Effect<Lock.Lock> => {
-      // Scope.addFinalizer, not Effect.addFinalizer: the release needs none of the acquiring
-      // fiber's FiberRefs, and restoring them costs more than the release itself.
-      if (lock.settings.autoExtend === undefined) {
-        return Effect.as(Scope.addFinalizer(scope, releaseQuietly(lock, clock)), lock)
-      }
-      const keeper = startKeeper(lock, Effect.void, clock, fiber)
-      return Effect.as(Scope.addFinalizer(scope, Effect.zipRight(keeper.stop, releaseQuietly(lock, clock))), lock)
-    })
+  /** Puts a fresh lock under the acquiring fiber's scope: its release, and its extension, end with the scope. */
+  const manage = (lock: LockState, clock: Clock.Clock, fiber: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<Lock.Lock> => {
+    // Called in the acquiring fiber's continuation. The Scope is read from its context in place
+    // (`Effect.scope` costs a step), and the finalizer goes on it directly: the release needs none
+    // of the acquiring fiber's FiberRefs.
+    const scope = Context.unsafeGet(fiber.currentContext as Context.Context<Scope.Scope>, Scope.Scope)
+    const release = lock.settings.autoExtend === undefined
+      ? releaseQuietly(lock, clock)
+      : Effect.zipRight(startKeeper(lock, Effect.void, clock, fiber).stop, releaseQuietly(lock, clock))
+    return Effect.as(Scope.addFinalizerExit(scope, () => release), lock)
+  }
 
   const acquireIn = (resources: Resources, options: AcquireOptions | undefined) =>
   (clock: Clock.Clock, fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
