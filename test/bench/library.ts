@@ -25,3 +25,5 @@ export const Redlock: typeof RedlockModule = await load("Redlock.js")
 export const Lock: typeof LockModule = await load("Lock.js")
 /** `effect-redlock/promise`'s default export, compiled. */
 export const PromiseRedlock: typeof PromiseModule.default = (await load<typeof PromiseModule>("promise.js")).default
+/** A compiled internal module (`dist/internal/<path>`), for the tools that measure the engine alone. */
+export const loadInternal = <A>(path: string): Promise<A> => load(`internal/${path}`)
