@@ -24,3 +24,10 @@ export * as Redlock from "./Redlock.js"
  * @since 0.1.0
  */
 export * as RedlockError from "./RedlockError.js"
+
+/**
+ * The metrics effect-redlock records.
+ *
+ * @since 0.1.0
+ */
+export * as RedlockMetrics from "./RedlockMetrics.js"

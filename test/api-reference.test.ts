@@ -5,6 +5,7 @@ import * as PromiseModule from "../src/promise.js"
 import * as Lock from "../src/Lock.js"
 import * as Redlock from "../src/Redlock.js"
 import * as RedlockError from "../src/RedlockError.js"
+import * as RedlockMetrics from "../src/RedlockMetrics.js"
 import { currentSection, render, repoRoot } from "./support/api-reference.js"
 
 describe("API reference", () => {
@@ -22,7 +23,7 @@ describe("API reference", () => {
 
   it("every export of the public modules is rendered", () => {
     // The runtime exports come from the modules themselves, not from the compiler walk.
-    const runtime = { Lock, Redlock, RedlockError, promise: PromiseModule }
+    const runtime = { Lock, Redlock, RedlockError, RedlockMetrics, promise: PromiseModule }
     for (const [moduleName, module] of Object.entries(runtime)) {
       const entries = entriesOf(moduleName)
       for (const name of Object.keys(module)) assert.isTrue(entries.has(name), `${moduleName}.${name} is not in the reference`)

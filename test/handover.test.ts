@@ -8,9 +8,11 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import * as Metric from "effect/Metric"
 import type { Redis } from "ioredis"
 import { quorumOf } from "../src/internal/quorum.js"
 import type * as Redlock from "../src/Redlock.js"
+import * as RedlockMetrics from "../src/RedlockMetrics.js"
 import { keysEverywhere, resource, withRedlock } from "./support/setup.js"
 
 /**
@@ -32,6 +34,8 @@ const interruptOnQuorum = (clients: ReadonlyArray<Redis>, quorum: number, target
   }
 }
 
+const held = Effect.map(Metric.value(RedlockMetrics.held), (state) => state.value)
+
 describe.each([1, 3])("a lock won as its caller is interrupted, on %i node(s)", (n) => {
   const cases: Record<string, (redlock: Redlock.Redlock.Service, name: string) => Effect.Effect<unknown, unknown>> = {
     acquire: (redlock, name) => Effect.scoped(Effect.andThen(redlock.acquire(name, { ttl: "10 seconds" }), Effect.never)),
@@ -44,12 +48,15 @@ describe.each([1, 3])("a lock won as its caller is interrupted, on %i node(s)", 
       Effect.gen(function*() {
         const { cluster, clients, redlock } = yield* withRedlock(n)
         const name = resource(`handover-${operation}`)
+        const heldBefore = yield* held
         let fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined
         interruptOnQuorum(clients, quorumOf(n), () => fiber!)
         fiber = yield* Effect.fork(run(redlock, name))
         const exit = yield* Fiber.await(fiber)
         assert.isTrue(Exit.isInterrupted(exit))
         assert.deepStrictEqual(yield* keysEverywhere(cluster, name), Array(n).fill([]))
+        // Nobody holds it: the held-locks gauge is back where it was.
+        assert.strictEqual(yield* held, heldBefore)
       }))
   }
 })

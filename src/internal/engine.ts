@@ -15,6 +15,7 @@ import type { NodeReport, ReleaseReport } from "../Redlock.js"
 import { InvalidArgument, LockContended, LockLost, NodeVote, QuorumUnavailable } from "../RedlockError.js"
 import { type Round, type RoundSpec, type Running, runRound, startRound } from "./fanout.js"
 import { LockState } from "./lock.js"
+import * as metrics from "./metrics.js"
 import type { LockNode } from "./node.js"
 import type { Settings } from "./options.js"
 import type { Listener, Waker } from "./waker.js"
@@ -93,11 +94,12 @@ const attempt = <A, E>(
   target: Target,
   settings: Settings,
   attempts: number,
+  requestedAt: number | undefined,
   clock: Clock.Clock,
   onWon: (lock: LockState) => Effect.Effect<A, E>,
   onFailed: (failure: Failure) => Effect.Effect<A, E>
 ): Effect.Effect<A, E> => {
-  const running = new Attempt(engine, target, settings, attempts, clock, onWon, onFailed)
+  const running = new Attempt(engine, target, settings, attempts, requestedAt, clock, onWon, onFailed)
   // Not `Effect.async` with a canceler: Effect wraps that in `onInterrupt`, whose masks, exits and
   // extra steps cost several times the attempt's own work. One failure handler outside the
   // interruptible region does the same job.
@@ -116,6 +118,7 @@ const attempt = <A, E>(
  */
 const stopAttempt = <R, E>(running: Attempt<R>, cause: Cause.Cause<E>): Effect.Effect<never, E> => {
   if (!Cause.isInterrupted(cause) || !running.stop()) return Effect.failCause(cause)
+  running.won?.abandon()
   const { engine, target, value } = running
   const cleanUp = runRound(releaseSpec(engine, target.keys, value, running.settings.nodeTimeoutMs, engine.nodes.length))
   return Effect.zipRight(cleanUp, Effect.failCause(cause))
@@ -128,6 +131,8 @@ const stopAttempt = <R, E>(running: Attempt<R>, cause: Cause.Cause<E>): Effect.E
  */
 class Attempt<R> {
   readonly value = randomUUID()
+  /** The lock, once won: abandoned if the caller was interrupted before it resumed. */
+  won: LockState | undefined = undefined
   private round: Running | undefined = undefined
   private cleaningUp = false
   private resume: ((result: R) => void) | undefined = undefined
@@ -137,6 +142,8 @@ class Attempt<R> {
     readonly target: Target,
     readonly settings: Settings,
     readonly attempts: number,
+    /** When the acquisition's first attempt started (this one's start when undefined). */
+    readonly requestedAt: number | undefined,
     readonly clock: Clock.Clock,
     readonly onWon: (lock: LockState) => R,
     readonly onFailed: (failure: Failure) => R
@@ -147,6 +154,7 @@ class Attempt<R> {
     const { keys } = target
     const { ttlMs } = settings
     this.resume = resume
+    metrics.attemptStarted()
     this.round = startRound({
       nodes: engine.nodes,
       call: (node) => node.acquire(keys, value, ttlMs),
@@ -172,6 +180,8 @@ class Attempt<R> {
         round.startedAt,
         expiresAt
       )
+      this.won = lock
+      metrics.lockAcquired(round.decidedAt - (this.requestedAt ?? round.startedAt))
       return this.finish(this.onWon(lock))
     }
     const unavailable = won || isUnavailable(round.tally.failed, engine.nodes.length, engine.quorum)
@@ -206,8 +216,30 @@ class Attempt<R> {
 }
 
 /** One attempt whose result is the lock or the failure. */
-const attemptOnce = (engine: Engine, target: Target, settings: Settings, attempts: number, clock: Clock.Clock) =>
-  attempt<LockState | Failure, never>(engine, target, settings, attempts, clock, Effect.succeed, Effect.succeed)
+const attemptOnce = (
+  engine: Engine,
+  target: Target,
+  settings: Settings,
+  progress: Progress,
+  clock: Clock.Clock
+) =>
+  attempt<LockState | Failure, never>(
+    engine,
+    target,
+    settings,
+    ++progress.attempts,
+    progress.requestedAt,
+    clock,
+    Effect.succeed,
+    Effect.succeed
+  )
+
+/** A retrying acquisition's count of attempts, its last failure and when it began. */
+interface Progress {
+  attempts: number
+  failure: Failure
+  readonly requestedAt: number
+}
 
 const errorOf = (engine: Engine, target: Target, failure: Failure, attempts: number) =>
   failure.unavailable
@@ -230,7 +262,7 @@ const waitForTurn = (
   clock: Clock.Clock,
   listener: Listener | undefined,
   startAt: number,
-  progress: { attempts: number; failure: Failure }
+  progress: Progress
 ): Effect.Effect<LockState | undefined> =>
   Effect.gen(function*() {
     let now = yield* Clock.currentTimeMillis
@@ -240,7 +272,7 @@ const waitForTurn = (
         return undefined
       }
       if (!(yield* listener.wait(startAt - now))) return undefined
-      const result = yield* attemptOnce(engine, target, settings, ++progress.attempts, clock)
+      const result = yield* attemptOnce(engine, target, settings, progress, clock)
       if (result instanceof LockState) return result
       progress.failure = result
       now = yield* Clock.currentTimeMillis
@@ -265,29 +297,33 @@ const retry = (
   Effect.scoped(Effect.gen(function*() {
     const schedule = settings.retry
     const deadlineAt = settings.deadlineMs === undefined ? Infinity : first.round.startedAt + settings.deadlineMs
-    const progress = { attempts, failure: first }
+    const progress: Progress = { attempts, failure: first, requestedAt: first.round.startedAt }
     let state = schedule.initial
     let listener: Listener | undefined
     while (true) {
       const now = yield* Clock.currentTimeMillis
       const error = errorOf(engine, target, progress.failure, progress.attempts)
       const [next, , decision] = yield* schedule.step(now, error, state)
-      if (ScheduleDecision.isDone(decision)) return yield* error
-      const startAt = Math.max(now, ScheduleIntervals.start(decision.intervals))
-      if (startAt >= deadlineAt) return yield* error
+      const startAt = ScheduleDecision.isDone(decision)
+        ? Infinity
+        : Math.max(now, ScheduleIntervals.start(decision.intervals))
+      if (startAt >= deadlineAt) {
+        metrics.acquisitionFailed(progress.failure.unavailable)
+        return yield* error
+      }
       state = next
       if (listener === undefined && engine.waker !== undefined && !progress.failure.unavailable) {
         listener = yield* engine.waker.listen(target.keys, settings.nodeTimeoutMs)
         // Waiters already queued here were listening: a release in between went to one of them.
         if (!listener.queued) {
-          const result = yield* attemptOnce(engine, target, settings, ++progress.attempts, clock)
+          const result = yield* attemptOnce(engine, target, settings, progress, clock)
           if (result instanceof LockState) return result
           progress.failure = result
         }
       }
       const early = yield* waitForTurn(engine, target, settings, clock, listener, startAt, progress)
       if (early !== undefined) return early
-      const result = yield* attemptOnce(engine, target, settings, ++progress.attempts, clock)
+      const result = yield* attemptOnce(engine, target, settings, progress, clock)
       if (result instanceof LockState) return result
       progress.failure = result
     }
@@ -304,7 +340,7 @@ export const firstAttempt = (
   clock: Clock.Clock
 ): Promise<LockState | Failure> =>
   new Promise((resolve) =>
-    new Attempt<LockState | Failure>(engine, target, settings, 1, clock, identity, identity).start(resolve)
+    new Attempt<LockState | Failure>(engine, target, settings, 1, undefined, clock, identity, identity).start(resolve)
   )
 
 /** Retries after a failed first attempt (see `firstAttempt`), as `lock` would have. */
@@ -335,6 +371,7 @@ export const lock = (
     target,
     settings,
     1,
+    undefined,
     clock,
     Effect.succeed,
     (failure) => retryAfter(engine, target, settings, clock, failure)
@@ -367,12 +404,15 @@ export const tryLock = (
     target,
     settings,
     1,
+    undefined,
     clock,
     (lock) => Effect.succeed(Option.some(lock)),
-    (failure) =>
-      failure.unavailable
+    (failure) => {
+      metrics.acquisitionFailed(failure.unavailable)
+      return failure.unavailable
         ? Effect.fail(errorOf(engine, target, failure, 1) as QuorumUnavailable)
         : Effect.succeedNone
+    }
   )
 
 /**
@@ -407,6 +447,7 @@ export const settleExtension = (lock: LockState, settings: Settings, round: Roun
   if (won && isUsable(validityOf(ttlMs, driftMs, round.startedAt, round.decidedAt)) && lock.status === "held") {
     lock.expiresAt = Math.max(lock.expiresAt, round.startedAt + ttlMs - driftMs)
     lock.extensions++
+    metrics.lockExtended()
     return undefined
   }
   const unavailable = won || isUnavailable(round.tally.failed, engine.nodes.length, engine.quorum)
@@ -465,7 +506,7 @@ export const startRelease = (
 ): void => {
   const { engine } = lock
   if (lock.releaseReport !== undefined) return onReleased(lock.releaseReport)
-  lock.status = "released"
+  lock.markReleased(clock.unsafeCurrentTimeMillis())
   startRound(releaseSpec(engine, lock.keys, lock.value, lock.settings.nodeTimeoutMs, settleAfter), clock, (round) => {
     const nodes = engine.nodes.map((node, index): NodeReport => {
       const error = round.errors[index]

@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import type { NodeOutcome } from "../RedlockError.js"
+import * as metrics from "./metrics.js"
 import type { LockNode } from "./node.js"
 import { canStillWin, type Tally } from "./quorum.js"
 import { type Waiting, WaitingList } from "./waitingList.js"
@@ -189,6 +190,7 @@ class RunningRound implements Round, Tally, Waiting<RunningRound> {
     this.answered++
     this.failed++
     this.outcomes[index] = "error"
+    metrics.nodeFailed(this.spec.nodes[index]!.label, "error")
     if (this.errors === noErrors) this.errors = new Array<string | undefined>(this.outcomes.length)
     this.errors[index] = messageOf(error)
     if (this.isDecided()) this.finish()
@@ -201,6 +203,7 @@ class RunningRound implements Round, Tally, Waiting<RunningRound> {
       if (outcomes[index] === "pending") {
         outcomes[index] = "timeout"
         this.failed++
+        metrics.nodeFailed(this.spec.nodes[index]!.label, "timeout")
       }
     }
     this.finish()

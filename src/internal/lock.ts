@@ -7,6 +7,7 @@ import type * as Lock from "../Lock.js"
 import type { ReleaseReport } from "../Redlock.js"
 import type { LockLost } from "../RedlockError.js"
 import type { Engine } from "./engine.js"
+import * as metrics from "./metrics.js"
 import type { Settings } from "./options.js"
 import { lossLeadMs } from "./quorum.js"
 
@@ -60,9 +61,25 @@ export class LockState implements Lock.Lock {
   markLost(error: LockLost): void {
     if (this.status !== "held") return
     this.status = "lost"
+    metrics.lockLeft()
+    metrics.lockLost(error.reason)
     this.lostWith = error
     if (this.lossSignal !== undefined) Deferred.unsafeDone(this.lossSignal, Effect.fail(error))
     this.onLoss?.()
+  }
+
+  /** Marks the lock released, once; `now` dates the release for the hold-time metric. */
+  markReleased(now: number): void {
+    if (this.status === "released") return
+    if (this.status === "held") metrics.lockLeft()
+    this.status = "released"
+    metrics.lockReleased(now - this.acquiredAt)
+  }
+
+  /** A lock won by an attempt whose caller was interrupted first: it never reached anyone. */
+  abandon(): void {
+    if (this.status === "held") metrics.lockLeft()
+    this.status = "released"
   }
 
   /**
