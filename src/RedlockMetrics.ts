@@ -4,8 +4,8 @@
  * Redlock instance in the process adds to the same metrics. They are updated where the nodes'
  * replies arrive, outside any fiber, so labels set with `Effect.labelMetrics` do not apply to them.
  *
- * Tagged counters are read per tag: `Metric.value(Metric.tagged(RedlockMetrics.lost, "reason",
- * "taken"))`.
+ * Tagged counters are recorded per tag only, so read them per tag, with the tags in the order
+ * given here: `Metric.value(Metric.tagged(RedlockMetrics.lost, "reason", "taken"))`.
  *
  * @since 0.1.0
  */
@@ -14,7 +14,8 @@ import * as internal from "./internal/metrics.js"
 
 /**
  * `redlock_acquired_total`: locks acquired, by any operation (`acquire`, `tryAcquire`,
- * `withLock`, `lock` and the Promise façade).
+ * `withLock`, `lock` and the Promise façade), including one won just as its caller was
+ * interrupted (it is deleted at once, and never counts as held).
  *
  * @since 0.1.0
  * @category metrics
@@ -42,7 +43,7 @@ export const attempts: Metric.Metric.Counter<number> = internal.attempts
 
 /**
  * `redlock_acquire_wait_ms`: for each lock acquired, the milliseconds from its first attempt to
- * the quorum, retries included. Buckets are powers of two up to 32 768 ms.
+ * the quorum, retries included. Bucket bounds are powers of two up to 32 768 ms.
  *
  * @since 0.1.0
  * @category metrics
@@ -60,8 +61,8 @@ export const acquireWait: Metric.Metric.Histogram<number> = internal.acquireWait
 export const held: Metric.Metric.Gauge<number> = internal.held
 
 /**
- * `redlock_hold_ms`: for each lock released, the milliseconds since its acquisition. Buckets are
- * powers of two up to about 2.3 hours.
+ * `redlock_hold_ms`: for each lock released, the milliseconds since its acquisition. Bucket bounds
+ * are powers of two up to 2^23 ms (about 2.3 hours).
  *
  * @since 0.1.0
  * @category metrics
@@ -87,8 +88,9 @@ export const lost: Metric.Metric.Counter<number> = internal.lost
 
 /**
  * `redlock_node_failures_total`: calls to a node that failed or timed out while their round
- * waited for them, tagged `node` (the node's label, `host:port`) and `outcome` (`error` or
- * `timeout`). A node failing while the others still decide is visible here before it costs a lock.
+ * waited for them, tagged `node` (the node's label, `host:port`) then `outcome` (`error` or
+ * `timeout`). Every call counts: a failed attempt's clean-up goes to the nodes that failed it
+ * too. A node failing while the others still decide is visible here before it costs a lock.
  *
  * @since 0.1.0
  * @category metrics

@@ -58,7 +58,7 @@ describe("RedlockMetrics", () => {
       yield* Scope.close(scope, Exit.void)
       const after = yield* since(before)
       assert.deepInclude(after, { acquired: 1, held: 0, holds: 1 })
-      assert.isAtLeast(after.heldMs, 60)
+      assert.isAtLeast(after.heldMs, 59)
     }))
 
   it.scopedLive("contention: every attempt counted, failures tagged contended, the wait spans the retries", () =>
@@ -78,13 +78,15 @@ describe("RedlockMetrics", () => {
         held: 1
       })
 
-      // A waiter that gets the lock when the holder releases it 150 ms later waited those 150 ms.
+      // A waiter that gets the lock when the holder releases it 150 ms after the waiter's first
+      // attempt waited those 150 ms (less the millisecond a timer may fire early).
+      const { attempts, waitedMs } = yield* reading
       const waiter = yield* Effect.fork(redlock.lock(name, { retry: { times: 100, delay: "20 millis" } }))
+      while ((yield* reading).attempts === attempts) yield* Effect.sleep("1 millis")
       yield* Effect.sleep("150 millis")
-      const waitedBefore = (yield* reading).waitedMs
       yield* redlock.release(holder)
       const taken = yield* Fiber.join(waiter)
-      assert.isAtLeast((yield* reading).waitedMs - waitedBefore, 150)
+      assert.isAtLeast((yield* reading).waitedMs - waitedMs, 149)
       yield* redlock.release(taken)
       assert.deepInclude(yield* since(before), { acquired: 2, held: 0, holds: 2, contended: 2 })
     }))
@@ -127,8 +129,12 @@ describe("RedlockMetrics", () => {
         errors: after.errors - failuresBefore[index]!.errors,
         timeouts: after.timeouts - failuresBefore[index]!.timeouts
       }))
-      // Each dead node failed once, with an error (refused connection) or a timeout; the live one never.
-      assert.deepStrictEqual(change.map(({ errors, timeouts }) => errors + timeouts), [1, 1, 0])
+      // Each dead node failed the attempt, with an error (refused connection) or a timeout, and
+      // perhaps its clean-up too; the live one never.
+      const perNode = change.map(({ errors, timeouts }) => errors + timeouts)
+      assert.isAtLeast(perNode[0]!, 1)
+      assert.isAtLeast(perNode[1]!, 1)
+      assert.strictEqual(perNode[2], 0)
     }))
 
   it.scopedLive("extensions, automatic and manual, and a lock taken from its holder", () =>

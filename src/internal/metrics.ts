@@ -24,8 +24,8 @@ const nodeFailuresKey = counterKey(
   "Node calls that failed or timed out while their round waited for them, by node and outcome"
 )
 
-/** Powers of two from 1 ms: the last bucket starts at 2^(count - 1) ms. */
-const millisecondBuckets = (count: number) => MetricBoundaries.exponential({ start: 1, factor: 2, count })
+/** Bucket bounds at powers of two from 1 ms up to 2^`power` ms, then one for everything above. */
+const millisecondBuckets = (power: number) => MetricBoundaries.exponential({ start: 1, factor: 2, count: power + 2 })
 
 /** The public metrics (re-exported with their documentation by `RedlockMetrics`). */
 export const acquired = Metric.fromMetricKey(acquiredKey)
@@ -33,13 +33,13 @@ export const acquireFailures = Metric.fromMetricKey(acquireFailuresKey)
 export const attempts = Metric.fromMetricKey(attemptsKey)
 export const acquireWait = Metric.histogram(
   "redlock_acquire_wait_ms",
-  millisecondBuckets(16),
+  millisecondBuckets(15),
   "Time from an acquisition's first attempt to the lock, in milliseconds"
 )
 export const held = Metric.gauge("redlock_held", { description: "Locks held now: acquired, not yet released or lost" })
 export const holdTime = Metric.histogram(
   "redlock_hold_ms",
-  millisecondBuckets(24),
+  millisecondBuckets(23),
   "Time from acquisition to release, in milliseconds"
 )
 export const extensions = Metric.fromMetricKey(extensionsKey)
