@@ -53,6 +53,13 @@ export interface Lock {
   readonly expiresAt: number
   /** How many times the lock was extended. */
   readonly extensions: number
+  /**
+   * With `fencing: true`, a number higher than that of every earlier lock of the same resources
+   * (under Redlock's assumptions; see the README's "Fencing tokens"): pass it with every write,
+   * and have the storage refuse a write whose token is below the highest it has seen. Undefined
+   * without fencing.
+   */
+  readonly fencingToken: number | undefined
 }
 
 /**

@@ -94,6 +94,15 @@ export interface LockOptions {
    * @default 5 % of the ttl, between 10 ms and 300 ms (and below half the ttl)
    */
   readonly nodeTimeout?: Duration.DurationInput | undefined
+  /**
+   * Take a fencing token with the lock (`Lock.fencingToken`): a number that grows with every lock
+   * of the same resources, for the storage you write to to refuse writes from an older holder.
+   * Each resource gets a counter key on every node, kept forever (see the README's "Fencing
+   * tokens"). Costs a Lua script instead of `SET NX`, and one more round trip when the nodes'
+   * counters disagree.
+   * @default false
+   */
+  readonly fencing?: boolean | undefined
 }
 
 /**

@@ -54,6 +54,7 @@ describe("bad input is refused before any Redis call", () => {
       yield* expectInvalid(lock("r", { ttl: 100, nodeTimeout: 100 }), "nodeTimeout")
       yield* expectInvalid(lock("r", { deadline: -1 }), "deadline")
       yield* expectInvalid(lock("r", "5 seconds"), "options")
+      yield* expectInvalid(lock("r", { fencing: "yes" }), "fencing")
       yield* expectInvalid(acquire("r", { ttl: 1000, autoExtend: { threshold: 1000 } }), "autoExtend.threshold")
       // A lock reaching a threshold of 6 ms is already declared lost: it could never extend.
       yield* expectInvalid(acquire("r", { ttl: 1000, autoExtend: { threshold: 6 } }), "autoExtend.threshold")
@@ -111,12 +112,18 @@ describe("bad input is refused before any Redis call", () => {
       )
       const redlock = yield* Redlock.make({ clients: [cluster as Client] })
       yield* expectInvalid(redlock.lock(["user:1", "user:2"]), "resources")
+      // A fencing counter must share its lock key's slot: a key with "}" but no hash tag cannot.
+      yield* expectInvalid(redlock.lock("user}1", { fencing: true }), "resources")
       assert.strictEqual(cluster.status, "wait", "nothing was sent: the client never connected")
       const sameSlot = ["{user:1}:profile", "{user:1}:balance"]
       const attempt = yield* Effect.flip(
         redlock.lock(sameSlot, { retry: { times: 0 }, nodeTimeout: "20 millis" })
       )
       assert.strictEqual(attempt._tag, "QuorumUnavailable", "same-slot resources pass validation")
+      const fenced = yield* Effect.flip(
+        redlock.lock("{user:1}:profile", { fencing: true, retry: { times: 0 }, nodeTimeout: "20 millis" })
+      )
+      assert.strictEqual(fenced._tag, "QuorumUnavailable", "a tagged resource passes validation with fencing")
       // Keyspace notifications stay on the node that holds the key: not usable through a Cluster client.
       yield* expectInvalid(Effect.scoped(Redlock.make({ clients: [cluster as Client], wakeUp: "keyspace" })), "wakeUp")
     }))

@@ -31,10 +31,11 @@ export interface Engine {
   readonly waker: Waker | undefined
 }
 
-/** What to lock: the caller's names and the keys they map to. */
+/** What to lock: the caller's names, the keys they map to and, with fencing, their counters' keys. */
 export interface Target {
   readonly resources: ReadonlyArray<string>
   readonly keys: ReadonlyArray<string>
+  readonly fenceKeys?: ReadonlyArray<string> | undefined
 }
 
 /** A failed attempt, before it becomes an error. */
@@ -155,9 +156,12 @@ class Attempt<R> {
     const { ttlMs } = settings
     this.resume = resume
     metrics.attemptStarted()
+    const { fenceKeys } = target
     this.round = startRound({
       nodes: engine.nodes,
-      call: (node) => node.acquire(keys, value, ttlMs),
+      call: fenceKeys === undefined
+        ? (node) => node.acquire(keys, value, ttlMs)
+        : (node) => node.acquireFenced(keys, fenceKeys, value, ttlMs),
       isGranted,
       quorum: engine.quorum,
       timeoutMs: settings.nodeTimeoutMs
@@ -165,31 +169,86 @@ class Attempt<R> {
   }
 
   private decided(round: Round): void {
-    const { engine, settings, target } = this
-    const { driftMs, ttlMs } = settings
+    const { engine, settings } = this
     const won = round.tally.granted >= engine.quorum
-    if (won && isUsable(validityOf(ttlMs, driftMs, round.startedAt, round.decidedAt))) {
-      const expiresAt = round.startedAt + ttlMs - driftMs
-      const lock = new LockState(
-        engine,
-        target.resources,
-        target.keys,
-        this.value,
-        this.attempts,
-        settings,
-        round.startedAt,
-        expiresAt
-      )
-      this.won = lock
-      metrics.lockAcquired(round.decidedAt - (this.requestedAt ?? round.startedAt))
-      return this.finish(this.onWon(lock))
+    if (won && isUsable(validityOf(settings.ttlMs, settings.driftMs, round.startedAt, round.decidedAt))) {
+      if (this.target.fenceKeys === undefined) return this.win(round, round.decidedAt, undefined)
+      return this.fence(round, this.target.fenceKeys)
     }
     const unavailable = won || isUnavailable(round.tally.failed, engine.nodes.length, engine.quorum)
+    this.fail(round, round, unavailable)
+  }
+
+  /**
+   * The token is the highest counter a granting node replied. It is the lock's once a quorum of
+   * nodes holds a counter at least that high, set while they held the lock's keys: any later lock
+   * of these resources increments at least one of them (its quorum meets this one) after the keys
+   * are gone, so its token is higher. When fewer granting nodes replied the token itself, a round
+   * raises the other nodes' counters before the lock is handed over, inside its validity.
+   */
+  private fence(round: Round, fenceKeys: ReadonlyArray<string>): void {
+    const { engine, settings, target, value } = this
+    let token = 0
+    for (let index = 0; index < round.replies.length; index++) {
+      if (round.outcomes[index] === "granted") token = Math.max(token, round.replies[index]!)
+    }
+    let agreeing = 0
+    for (let index = 0; index < round.replies.length; index++) {
+      if (round.outcomes[index] === "granted" && round.replies[index] === token) agreeing++
+    }
+    if (agreeing >= engine.quorum) return this.win(round, round.decidedAt, token)
+    this.round = startRound({
+      nodes: engine.nodes,
+      // Nodes that had not answered yet get the raise too: it runs after their SET, on the same
+      // connection, and finds the keys ours if the SET took them.
+      call: (node, index) =>
+        round.outcomes[index] === "denied"
+          ? Promise.resolve(0)
+          : round.outcomes[index] === "granted" && round.replies[index] === token
+          ? Promise.resolve(1)
+          : node.raiseFence(target.keys, fenceKeys, value, token),
+      isGranted: (reply) => reply === 1,
+      quorum: engine.quorum,
+      timeoutMs: settings.nodeTimeoutMs
+    }, this.clock, (raised) => {
+      const confirmed = raised.tally.granted >= engine.quorum &&
+        isUsable(validityOf(settings.ttlMs, settings.driftMs, round.startedAt, raised.decidedAt))
+      // Not confirmed: no token can be promised, and the keys set by the attempt are deleted.
+      if (confirmed) this.win(round, raised.decidedAt, token)
+      else this.fail(round, raised, true)
+    })
+  }
+
+  /** Hands over the lock won by `round` (and confirmed at `decidedAt`). */
+  private win(round: Round, decidedAt: number, fencingToken: number | undefined): void {
+    const { engine, settings, target } = this
+    const lock = new LockState(
+      engine,
+      target.resources,
+      target.keys,
+      this.value,
+      this.attempts,
+      settings,
+      round.startedAt,
+      round.startedAt + settings.ttlMs - settings.driftMs
+    )
+    lock.fencingToken = fencingToken
+    this.won = lock
+    metrics.lockAcquired(decidedAt - (this.requestedAt ?? round.startedAt))
+    this.finish(this.onWon(lock))
+  }
+
+  /**
+   * Deletes the attempt's value where `attempted` did not see it refused, then fails with
+   * `reported`'s votes.
+   */
+  private fail(attempted: Round, reported: Round, unavailable: boolean): void {
+    const { engine, settings, target } = this
     this.cleaningUp = true
     const cleanUp = startRound(
-      cleanUpSpec(engine, target.keys, this.value, settings.nodeTimeoutMs, round),
+      cleanUpSpec(engine, target.keys, this.value, settings.nodeTimeoutMs, attempted),
       this.clock,
-      () => this.finish(this.onFailed({ _tag: "Failure", unavailable, round }))
+      () => this.finish(this.onFailed({ _tag: "Failure", unavailable, round: reported }))
     )
     // A clean-up that waits for no node has finished already.
     if (this.resume !== undefined) this.round = cleanUp

@@ -24,6 +24,7 @@ export class LockState implements Lock.Lock {
   status: Status = "held"
   extensions = 0
   lostWith: LockLost | undefined = undefined
+  fencingToken: number | undefined = undefined
   releaseReport: ReleaseReport | undefined = undefined
   /** Set while a keeper extends the lock automatically; it alone reports loss then. */
   autoExtending = false
@@ -94,8 +95,8 @@ export class LockState implements Lock.Lock {
 
   /** What a log or a test runner shows: never the owner value, nor the instance behind the lock. */
   toJSON(): unknown {
-    const { acquiredAt, attempts, expiresAt, extensions, resources, status, ttlMs } = this
-    return { _id: "Lock", resources, status, attempts, ttlMs, acquiredAt, expiresAt, extensions }
+    const { acquiredAt, attempts, expiresAt, extensions, fencingToken, resources, status, ttlMs } = this
+    return { _id: "Lock", resources, status, attempts, ttlMs, acquiredAt, expiresAt, extensions, fencingToken }
   }
 
   toString(): string {

@@ -1,5 +1,5 @@
 /**
- * The seam between the algorithm and Redis: a node answers three calls with plain numbers.
+ * The seam between the algorithm and Redis: a node answers each call with a plain number.
  * `fromClient` adapts an ioredis `Redis` or `Cluster` client without mutating it (no
  * `defineCommand`): scripts go by EVALSHA and fall back to EVAL once when the node lacks them.
  */
@@ -15,6 +15,14 @@ export interface LockNode {
   readonly isCluster: boolean
   /** 1 when every key was free and is now ours, 0 when another owner holds one. */
   acquire(keys: ReadonlyArray<string>, value: string, ttlMs: number): Promise<number>
+  /**
+   * `acquire` that also takes a token: one more than the highest of the keys' fencing counters
+   * (`fenceKeys`, in the keys' order), which all become the token. The token when the keys were
+   * free and are now ours, 0 when another owner holds one.
+   */
+  acquireFenced(keys: ReadonlyArray<string>, fenceKeys: ReadonlyArray<string>, value: string, ttlMs: number): Promise<number>
+  /** 1 when every key holds `value` and each fencing counter is now at least `token`, else 0. */
+  raiseFence(keys: ReadonlyArray<string>, fenceKeys: ReadonlyArray<string>, value: string, token: number): Promise<number>
   /** 1 when every key was ours and is extended, 0 when one is gone, -1 when one is another owner's. */
   extend(keys: ReadonlyArray<string>, value: string, ttlMs: number): Promise<number>
   /**
@@ -153,6 +161,14 @@ export const fromClient = (client: Client, announce = true): LockNode => {
       return keys.length === 1
         ? client.set(keys[0]!, value, "PX", ttlMs, "NX").then(isOk)
         : runScript(client, Scripts.acquire, keys, [value, ttlMs])
+    },
+    acquireFenced: (keys, fenceKeys, value, ttlMs) => {
+      coalesceWrites(client)
+      return runScript(client, Scripts.acquireFenced, [...keys, ...fenceKeys], [value, ttlMs])
+    },
+    raiseFence: (keys, fenceKeys, value, token) => {
+      coalesceWrites(client)
+      return runScript(client, Scripts.raiseFence, [...keys, ...fenceKeys], [value, token])
     },
     extend,
     extendInBatch: client.isCluster ? extend : batchExtensions(client),

@@ -10,7 +10,7 @@ import type { AcquireOptions, AutoExtendOptions, LockOptions, RetryOptions, Retr
 import { InvalidArgument } from "../RedlockError.js"
 import type { Client, LockNode } from "./node.js"
 import { driftOf, lossLeadMs, minThresholdMs } from "./quorum.js"
-import { slotOf } from "./slot.js"
+import { hasHashTag, slotOf } from "./slot.js"
 
 /** The longest ttl accepted: what a Node timer can wait (about 24.8 days). */
 export const maxTtlMs = 2 ** 31 - 1
@@ -45,6 +45,7 @@ export interface Settings {
   readonly retry: RetrySchedule
   readonly deadlineMs: number | undefined
   readonly autoExtend: AutoExtend | undefined
+  readonly fencing: boolean
 }
 
 const invalid = (argument: string, reason: string): never => {
@@ -166,7 +167,8 @@ export const resolve = (
     nodeTimeoutMs,
     retry: options.retry === undefined ? base.retry : retryOf(options.retry),
     deadlineMs: options.deadline === undefined ? base.deadlineMs : millisOf("deadline", options.deadline),
-    autoExtend: autoExtendOf(options.autoExtend ?? autoExtendDefault, ttlMs)
+    autoExtend: autoExtendOf(options.autoExtend ?? autoExtendDefault, ttlMs),
+    fencing: booleanOf("fencing", options.fencing, base.fencing)
   }
 }
 
@@ -180,7 +182,8 @@ export const baseSettings = (options: LockOptions & { readonly driftFactor?: num
     nodeTimeoutMs: defaultNodeTimeout(defaults.ttlMs),
     retry: defaultRetry,
     deadlineMs: undefined,
-    autoExtend: undefined
+    autoExtend: undefined,
+    fencing: false
   }
   return resolve(root, options, undefined)
 }
@@ -218,6 +221,22 @@ export const keysOf = (
     }
   }
   return { resources: resources as ReadonlyArray<string>, keys }
+}
+
+/**
+ * The key of a lock key's fencing counter: beside it and, on Redis Cluster, in its hash slot (the
+ * key's own `{hash tag}`, or the whole key made one).
+ */
+export const fenceKeyOf = (key: string): string =>
+  hasHashTag(key) || key.includes("}") ? `${key}:fence` : `{${key}}:fence`
+
+/** The fencing counters' keys; on Redis Cluster each must share its lock key's slot. */
+export const fenceKeysOf = (keys: ReadonlyArray<string>, nodes: ReadonlyArray<LockNode>): ReadonlyArray<string> => {
+  const fenceKeys = keys.map(fenceKeyOf)
+  if (nodes.some((node) => node.isCluster) && fenceKeys.some((fenceKey, index) => slotOf(fenceKey) !== slotOf(keys[index]!))) {
+    return invalid("resources", "with fencing on Redis Cluster, a resource containing \"}\" needs a {hash tag}")
+  }
+  return fenceKeys
 }
 
 const isClient = (u: unknown): u is Client =>

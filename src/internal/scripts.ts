@@ -24,6 +24,44 @@ end
 return 1`)
 
 /**
+ * `acquire` with fencing counters: KEYS holds the lock's keys, then their counters in the same
+ * order. When every key is free, sets them to ARGV[1] with ttl ARGV[2] ms and sets every counter
+ * to the token: one more than the highest of them. Replies the token (at least 1), or 0 (held)
+ * without changing anything.
+ */
+export const acquireFenced = script(`
+local n = #KEYS / 2
+for i = 1, n do
+  if redis.call("EXISTS", KEYS[i]) == 1 then return 0 end
+end
+local token = 0
+for i = 1, n do
+  local count = tonumber(redis.call("GET", KEYS[n + i]) or "0")
+  if count > token then token = count end
+end
+token = token + 1
+for i = 1, n do
+  redis.call("SET", KEYS[i], ARGV[1], "PX", ARGV[2])
+  redis.call("SET", KEYS[n + i], token)
+end
+return token`)
+
+/**
+ * Raises the fencing counters (KEYS after the lock's keys, as in `acquireFenced`) to at least
+ * ARGV[2] while every lock key still holds ARGV[1]. Replies 1 (raised) or 0 (a key is not ours).
+ */
+export const raiseFence = script(`
+local n = #KEYS / 2
+for i = 1, n do
+  if redis.call("GET", KEYS[i]) ~= ARGV[1] then return 0 end
+end
+local token = tonumber(ARGV[2])
+for i = 1, n do
+  if tonumber(redis.call("GET", KEYS[n + i]) or "0") < token then redis.call("SET", KEYS[n + i], ARGV[2]) end
+end
+return 1`)
+
+/**
  * Resets the ttl of every key to ARGV[2] ms if all of them hold ARGV[1]. Replies 1 (extended),
  * 0 (a key is gone: never recreated) or -1 (a key holds another owner's value).
  */

@@ -77,12 +77,14 @@ export const targetOf = (
   options: AcquireOptions | undefined,
   autoExtend: boolean | undefined,
   withLockDefaults?: options_.Settings
-): { readonly target: engine.Target; readonly settings: options_.Settings } => ({
-  target: options_.keysOf(resources, instance.keyPrefix, instance.nodes),
-  settings: options === undefined && autoExtend === true && withLockDefaults !== undefined
+): { readonly target: engine.Target; readonly settings: options_.Settings } => {
+  const target = options_.keysOf(resources, instance.keyPrefix, instance.nodes)
+  const settings = options === undefined && autoExtend === true && withLockDefaults !== undefined
     ? withLockDefaults
     : options_.resolve(instance.settings, options, autoExtend)
-})
+  if (!settings.fencing) return { target, settings }
+  return { target: { ...target, fenceKeys: options_.fenceKeysOf(target.keys, instance.nodes) }, settings }
+}
 
 /** Builds the service over an engine whose nodes and settings are already validated. */
 export const makeService = (instance: engine.Engine): Redlock.Service => {

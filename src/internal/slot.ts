@@ -27,5 +27,13 @@ const hashedPart = (key: Buffer): Buffer => {
   return close === -1 || close === open + 1 ? key : key.subarray(open + 1, close)
 }
 
+/** Whether a key has a `{hash tag}`: a non-empty part between its first `{` and the next `}`. */
+export const hasHashTag = (key: string): boolean => {
+  const open = key.indexOf("{")
+  if (open === -1) return false
+  const close = key.indexOf("}", open + 1)
+  return close !== -1 && close !== open + 1
+}
+
 /** The cluster slot a key maps to. */
 export const slotOf = (key: string): number => crc16(hashedPart(Buffer.from(key, "utf8"))) % 16384

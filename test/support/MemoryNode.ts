@@ -59,6 +59,22 @@ export const make = (label: string): MemoryNode => {
         for (const key of keys) store.set(key, value)
         return 1
       }),
+    acquireFenced: (keys, fenceKeys, value) =>
+      answer(() => {
+        if (keys.some((key) => store.has(key))) return 0
+        const token = Math.max(...fenceKeys.map((fenceKey) => Number(store.get(fenceKey) ?? 0))) + 1
+        for (const key of keys) store.set(key, value)
+        for (const fenceKey of fenceKeys) store.set(fenceKey, String(token))
+        return token
+      }),
+    raiseFence: (keys, fenceKeys, value, token) =>
+      answer(() => {
+        if (keys.some((key) => store.get(key) !== value)) return 0
+        for (const fenceKey of fenceKeys) {
+          if (Number(store.get(fenceKey) ?? 0) < token) store.set(fenceKey, String(token))
+        }
+        return 1
+      }),
     extend,
     extendInBatch: extend,
     release: (keys, value) =>

@@ -1,0 +1,106 @@
+/**
+ * Fencing tokens on real redis-server nodes: they grow with every lock of a resource, across
+ * instances and operations; when the nodes' counters disagree the token is the highest and the
+ * others are raised before the lock is handed over, so a later lock that misses the highest node
+ * still gets a higher token; a raise that reaches no quorum fails the attempt and leaves no key.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type { Redis } from "ioredis"
+import * as Scripts from "../src/internal/scripts.js"
+import { fenceKeyOf } from "../src/internal/options.js"
+import * as Redlock from "../src/Redlock.js"
+import { keysEverywhere, resource, withRedlock } from "./support/setup.js"
+
+const fenced = { fencing: true } as const
+
+describe.each([1, 3, 5])("fencing tokens on %i node(s)", (n) => {
+  it.scopedLive("grow with every lock of a resource, whichever operation and instance takes it", () =>
+    Effect.gen(function*() {
+      const { clients, redlock } = yield* withRedlock(n)
+      const other = yield* Redlock.make({ clients })
+      const name = resource("fence-grow")
+      const tokens: Array<number | undefined> = []
+      for (let round = 0; round < 2; round++) {
+        const held = yield* redlock.lock(name, fenced)
+        tokens.push(held.fencingToken)
+        yield* redlock.release(held)
+        tokens.push(yield* Effect.scoped(Effect.map(other.acquire(name, fenced), (lock) => lock.fencingToken)))
+        tokens.push(yield* redlock.withLock((lock) => Effect.succeed(lock.fencingToken), name, fenced))
+        const tried = yield* Effect.scoped(other.tryAcquire(name, fenced))
+        tokens.push(Option.getOrThrow(tried).fencingToken)
+      }
+      assert.deepStrictEqual(tokens, [1, 2, 3, 4, 5, 6, 7, 8])
+    }))
+
+  it.scopedLive("without fencing a lock has no token and leaves no counter", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(n)
+      const name = resource("fence-off")
+      const held = yield* redlock.lock(name)
+      assert.isUndefined(held.fencingToken)
+      yield* redlock.release(held)
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, `*${name}*`), Array(n).fill([]))
+    }))
+})
+
+describe("fencing tokens when the nodes' counters disagree", () => {
+  it.scopedLive("the token is the highest counter, and the others are raised before the lock is handed over", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const name = resource("fence-raise")
+      const fenceKey = fenceKeyOf(name)
+      // Node 0 saw 100 locks that node 1 missed, and node 2 is held by another owner, so the
+      // quorum is nodes 0 and 1, whose counters disagree.
+      yield* cluster.nodes[0]!.call("SET", fenceKey, 100)
+      yield* cluster.nodes[2]!.call("SET", name, "someone-else", "PX", 60_000)
+      const first = yield* redlock.lock(name, fenced)
+      assert.strictEqual(first.fencingToken, 101)
+      // Node 1 was raised before the lock was handed over; node 2 refused the lock and kept none.
+      assert.deepStrictEqual(yield* Effect.forEach(cluster.nodes, (node) => node.get(fenceKey)), ["101", "101", null])
+      yield* redlock.release(first)
+
+      // The next lock misses node 0: node 1's raised counter still puts it above the first.
+      yield* cluster.nodes[2]!.del(name)
+      yield* cluster.nodes[0]!.kill
+      const second = yield* redlock.lock(name, fenced)
+      assert.strictEqual(second.fencingToken, 102)
+      yield* redlock.release(second)
+    }))
+
+  it.scopedLive("a multi-resource lock's token exceeds every earlier token of each of its resources", () =>
+    Effect.gen(function*() {
+      const { redlock } = yield* withRedlock(3)
+      const [a, b] = [resource("fence-a"), resource("fence-b")]
+      const tokenOf = (resources: string | ReadonlyArray<string>) =>
+        Effect.flatMap(redlock.lock(resources, fenced), (lock) => Effect.as(redlock.release(lock), lock.fencingToken))
+      const tokens = [yield* tokenOf(a), yield* tokenOf(a), yield* tokenOf(a), yield* tokenOf(b)]
+      assert.deepStrictEqual(tokens, [1, 2, 3, 1])
+      // Both counters are raised to the token: the next lock of b alone is above it too.
+      assert.strictEqual(yield* tokenOf([a, b]), 4)
+      assert.strictEqual(yield* tokenOf(b), 5)
+    }))
+
+  it.scopedLive("a raise that reaches no quorum fails the attempt, and its keys are deleted", () =>
+    Effect.gen(function*() {
+      const { cluster, clients, redlock } = yield* withRedlock(3)
+      const name = resource("fence-unconfirmed")
+      const fenceKey = fenceKeyOf(name)
+      // As above, the quorum is nodes 0 and 1, whose counters disagree; node 1 fails the raise.
+      yield* cluster.nodes[0]!.call("SET", fenceKey, 100)
+      yield* cluster.nodes[2]!.call("SET", name, "someone-else", "PX", 60_000)
+      refuseScript(clients[1]!, Scripts.raiseFence.sha)
+      const error = yield* Effect.flip(redlock.lock(name, { ...fenced, retry: { times: 0 } }))
+      assert.strictEqual(error._tag, "QuorumUnavailable")
+      yield* cluster.nodes[2]!.del(name)
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, name), [[], [], []])
+    }))
+})
+
+/** Makes the client's EVALSHA of one script fail, as a node that errors would. */
+const refuseScript = (client: Redis, sha: string) => {
+  const evalsha = client.evalsha.bind(client) as (...args: Array<unknown>) => Promise<unknown>
+  ;(client as unknown as { evalsha: typeof evalsha }).evalsha = (...args) =>
+    args[0] === sha ? Promise.reject(new Error("ERR refused by the test")) : evalsha(...args)
+}
