@@ -97,9 +97,9 @@ export interface LockOptions {
   /**
    * Take a fencing token with the lock (`Lock.fencingToken`): a number that grows with every lock
    * of the same resources, for the storage you write to to refuse writes from an older holder.
-   * Each resource gets a counter key on every node, kept forever (see the README's "Fencing
-   * tokens"). Costs a Lua script instead of `SET NX`, and one more round trip when the nodes'
-   * counters disagree.
+   * Each resource gets a counter key on every node, kept forever, and the nodes must persist it
+   * (`appendfsync always`: see the README's "Fencing tokens"). Costs a Lua script instead of
+   * `SET NX`, and one more round trip when the nodes' counters disagree.
    * @default false
    */
   readonly fencing?: boolean | undefined

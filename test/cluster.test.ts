@@ -70,6 +70,31 @@ describe("Redis Cluster", () => {
       assert.strictEqual(across._tag, "InvalidArgument")
     }))
 
+  it.scopedLive("fencing tokens through Cluster clients, with and without their own keyPrefix", () =>
+    Effect.gen(function*() {
+      const { client, nodes } = yield* startCluster
+      const prefixed = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          new Cluster(nodes.nodes.map((node) => ({ host: "127.0.0.1", port: node.port })), { keyPrefix: "app:" })
+        ),
+        (prefixed) => Effect.sync(() => prefixed.disconnect())
+      )
+      prefixed.on("error", () => {})
+      for (const clients of [[client], [prefixed]]) {
+        const redlock = yield* Redlock.make({ clients })
+        // Keys without a hash tag, with one, and with braces but no tag: every counter in its key's slot.
+        for (const name of [resource("cluster-fence"), `{${resource("cluster-fence")}}:x`, `${resource("cluster-fence")}{`]) {
+          const tokens = []
+          for (let round = 0; round < 3; round++) {
+            const lock = yield* redlock.lock(name, { fencing: true, retry: { times: 0 } })
+            tokens.push(lock.fencingToken)
+            yield* redlock.release(lock)
+          }
+          assert.deepStrictEqual(tokens, [1, 2, 3], `${name} ${clients[0] === prefixed ? "with" : "without"} keyPrefix`)
+        }
+      }
+    }))
+
   it.scopedLive("withLock and wake-ups work through the Cluster client", () =>
     Effect.gen(function*() {
       const { client } = yield* startCluster

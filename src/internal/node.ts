@@ -13,6 +13,8 @@ export interface LockNode {
   readonly label: string
   /** Whether keys must share a hash slot. */
   readonly isCluster: boolean
+  /** The client's own ioredis `keyPrefix`, which it prepends to every key it sends ("" if none). */
+  readonly keyPrefix: string
   /** 1 when every key was free and is now ours, 0 when another owner holds one. */
   acquire(keys: ReadonlyArray<string>, value: string, ttlMs: number): Promise<number>
   /**
@@ -156,6 +158,7 @@ export const fromClient = (client: Client, announce = true): LockNode => {
   return {
     label: labelOf(client),
     isCluster: client.isCluster,
+    keyPrefix: client.options.keyPrefix ?? "",
     acquire: (keys, value, ttlMs) => {
       coalesceWrites(client)
       return keys.length === 1

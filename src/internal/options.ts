@@ -224,17 +224,26 @@ export const keysOf = (
 }
 
 /**
- * The key of a lock key's fencing counter: beside it and, on Redis Cluster, in its hash slot (the
- * key's own `{hash tag}`, or the whole key made one).
+ * The key of a lock key's fencing counter: beside it and, on Redis Cluster, in its hash slot once
+ * the client's own `keyPrefix` is prepended to both: the key's `{hash tag}`, or else the whole
+ * prefixed key made one.
  */
-export const fenceKeyOf = (key: string): string =>
-  hasHashTag(key) || key.includes("}") ? `${key}:fence` : `{${key}}:fence`
+export const fenceKeyOf = (key: string, clientPrefix = ""): string => {
+  const sent = clientPrefix + key
+  return hasHashTag(sent) || sent.includes("}") ? `${key}:fence` : `{${sent}}:fence`
+}
 
-/** The fencing counters' keys; on Redis Cluster each must share its lock key's slot. */
+/**
+ * The fencing counters' keys, named for the first Cluster client's `keyPrefix`; every Cluster
+ * client must find each counter in its lock key's slot.
+ */
 export const fenceKeysOf = (keys: ReadonlyArray<string>, nodes: ReadonlyArray<LockNode>): ReadonlyArray<string> => {
-  const fenceKeys = keys.map(fenceKeyOf)
-  if (nodes.some((node) => node.isCluster) && fenceKeys.some((fenceKey, index) => slotOf(fenceKey) !== slotOf(keys[index]!))) {
-    return invalid("resources", "with fencing on Redis Cluster, a resource containing \"}\" needs a {hash tag}")
+  const clusters = nodes.filter((node) => node.isCluster)
+  const fenceKeys = keys.map((key) => fenceKeyOf(key, clusters[0]?.keyPrefix))
+  const apart = (node: LockNode) =>
+    fenceKeys.some((fenceKey, index) => slotOf(node.keyPrefix + fenceKey) !== slotOf(node.keyPrefix + keys[index]!))
+  if (clusters.some(apart)) {
+    return invalid("resources", "with fencing on Redis Cluster, a key containing \"}\" needs a {hash tag}")
   }
   return fenceKeys
 }

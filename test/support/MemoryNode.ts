@@ -39,6 +39,7 @@ export const make = (label: string): MemoryNode => {
   return {
     label,
     isCluster: false,
+    keyPrefix: "",
     store,
     calls: () => calls,
     hold: () => {
