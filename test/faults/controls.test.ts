@@ -22,6 +22,12 @@ const longHolds: Partial<Checker.Config> = {
   runMs: 3_500
 }
 
+/**
+ * Longer holds for the restart controls: the restarted nodes must be back, and the waiters
+ * reconnected (ioredis backs off), while the holder is still inside, even on a loaded machine.
+ */
+const restartHolds: Partial<Checker.Config> = { ...longHolds, ttlMs: 2_500, workMs: [1_500, 1_700], runMs: 5_000 }
+
 const run = (config: Checker.Config) =>
   Effect.tap(Checker.runPooled(config), (report) => Effect.sync(() => console.log(Checker.summary(report))))
 
@@ -29,16 +35,27 @@ layer(Checker.poolLayer(3), { excludeTestServices: true, timeout: "60 seconds" }
   it.effect("a majority restarted without persistence while the lock is held: overlap", () =>
     Effect.gen(function*() {
       const report = yield* run({
-        ...longHolds,
-        // Longer holds than the other controls: the restarted nodes must be back, and the waiters
-        // reconnected (ioredis backs off), while the holder is still inside, even on a loaded machine.
-        ttlMs: 2_500,
-        workMs: [1_500, 1_700],
-        runMs: 5_000,
+        ...restartHolds,
         name: "restart majority",
         nemesis: Nemesis.restartWhileHeld([0, 1], 2)
       })
       assertFlagged(report, { overlaps: true, staleWrites: true })
+    }), timeout)
+
+  it.effect("every node restarted without persistence while the lock is held: fencing tokens start over", () =>
+    Effect.gen(function*() {
+      const report = yield* run({
+        ...restartHolds,
+        fencing: true,
+        name: "restart all fenced",
+        // Tokens go on from 1000; a holder that entered after that holds when every node restarts.
+        nemesis: Nemesis.sequence("seed, then restart all", [
+          Nemesis.seedFence(1_000),
+          Nemesis.restartWhileHeld([0, 1, 2], 2, 1, { afterMs: 2_500 })
+        ])
+      })
+      // The counters went with the rest of the data: the next holder's token is below the last.
+      assert.isAbove(report.sweep.fenceInversions.length, 0, Checker.summary(report))
     }), timeout)
 
   it.effect("the clock jumps past the key's expiry on a majority while the lock is held: overlap", () =>

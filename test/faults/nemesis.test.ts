@@ -15,9 +15,14 @@ import * as Proxy from "./support/Proxy.js"
 
 const timeout = 60_000
 
+/**
+ * Holders take fencing tokens, checked to grow in the order they entered, except under the faults
+ * that empty a node (a restart without persistence, a resync as a replica): counters are lost with
+ * the rest of its data, which fencing does not survive (see the README's "Fencing tokens").
+ */
 const check = (config: Checker.Config, options?: { readonly minEntered?: number }) =>
   Effect.gen(function*() {
-    const report = yield* Checker.runPooled(config)
+    const report = yield* Checker.runPooled({ fencing: true, ...config })
     console.log(Checker.summary(report))
     assertSurvived(report, options)
     return report
@@ -27,10 +32,10 @@ layer(Checker.poolLayer(3), { excludeTestServices: true, timeout: "60 seconds" }
   it.effect("baseline: no fault", () => check({ name: "baseline" }), timeout)
 
   it.effect("kill -9 one of 3 nodes, restart it empty after 1.5 × ttl", () =>
-    check({ name: "kill minority", nemesis: Nemesis.killRestart([0], { forMs: 1_500 }) }), timeout)
+    check({ name: "kill minority", fencing: false, nemesis: Nemesis.killRestart([0], { forMs: 1_500 }) }), timeout)
 
   it.effect("kill -9 two of 5 nodes, restart them empty after 1.5 × ttl", () =>
-    check({ name: "kill 2 of 5", nodes: 5, nemesis: Nemesis.killRestart([1, 3], { forMs: 1_500 }) }), timeout)
+    check({ name: "kill 2 of 5", nodes: 5, fencing: false, nemesis: Nemesis.killRestart([1, 3], { forMs: 1_500 }) }), timeout)
 
   it.effect("SIGSTOP one of 3 nodes for 1.5 s", () =>
     check({ name: "pause minority", nemesis: Nemesis.pause([2], { forMs: 1_500 }) }), timeout)
@@ -60,7 +65,7 @@ layer(Checker.poolLayer(3), { excludeTestServices: true, timeout: "60 seconds" }
     check({ name: "client kill everywhere", nemesis: Nemesis.clientKill([0, 1, 2], 250) }, { minEntered: 10 }), timeout)
 
   it.effect("one of 3 nodes turns read-only (REPLICAOF a throwaway node)", () =>
-    check({ name: "read-only minority", nemesis: Nemesis.readOnly([1]) }), timeout)
+    check({ name: "read-only minority", fencing: false, nemesis: Nemesis.readOnly([1]) }), timeout)
 
   it.effect("one of 3 nodes runs out of memory (maxmemory 1, noeviction)", () =>
     check({ name: "OOM minority", nemesis: Nemesis.oom([0]) }), timeout)

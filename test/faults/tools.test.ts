@@ -81,20 +81,20 @@ describe("ledger", () => {
         (redis) => Effect.sync(() => redis.disconnect())
       )
       const ledger = Ledger.client(redis, "run:test", "w0")
-      const a = yield* Effect.promise(() => ledger.enter(0, 900))
+      const a = yield* Effect.promise(() => ledger.enter(0, 900, 41))
       assert.strictEqual((yield* Effect.promise(() => ledger.write("act", a.token, 0, 800))).accepted, true)
-      const b = yield* Effect.promise(() => ledger.enter(1, undefined))
+      const b = yield* Effect.promise(() => ledger.enter(1, undefined, undefined))
       assert.strictEqual(b.token, a.token + 1)
       assert.isAtLeast(b.at, a.at)
       assert.strictEqual((yield* Effect.promise(() => ledger.write("act", a.token, 0, -5))).accepted, false)
       assert.strictEqual((yield* Effect.promise(() => ledger.write("exit", b.token, 1, undefined))).accepted, true)
       const history = (yield* Effect.promise(() => redis.lrange(ledger.keys.history, 0, -1))).map(Ledger.parseEntry)
-      assert.deepStrictEqual(history.map((e) => [e.kind, e.token, e.accepted, e.remainingMs]), [
-        ["enter", a.token, true, 900],
-        ["act", a.token, true, 800],
-        ["enter", b.token, true, undefined],
-        ["act", a.token, false, -5],
-        ["exit", b.token, true, undefined]
+      assert.deepStrictEqual(history.map((e) => [e.kind, e.token, e.accepted, e.remainingMs, e.fencingToken]), [
+        ["enter", a.token, true, 900, 41],
+        ["act", a.token, true, 800, undefined],
+        ["enter", b.token, true, undefined, undefined],
+        ["act", a.token, false, -5, undefined],
+        ["exit", b.token, true, undefined, undefined]
       ])
       const micros = Date.now() * 1000
       for (const entry of history) assert.approximately(entry.at, micros, 5_000_000, "TIME in microseconds")
@@ -124,6 +124,19 @@ describe("sweep", () => {
     assert.deepStrictEqual(report.overstays, [])
     assert.strictEqual(report.staleWrites, 0)
     assert.strictEqual(report.longestGapMs, 25)
+  })
+
+  it("fencing tokens: each holder's must be above every earlier holder's, in the order they entered", () => {
+    const fenced = (token: number, atMs: number, fencingToken: number): Ledger.Entry => ({
+      ...entry("enter", token, atMs, 1_000),
+      fencingToken
+    })
+    const inOrder = sweep([fenced(1, 0, 7), entry("exit", 1, 10, 990), entry("enter", 2, 20, 1_000), fenced(3, 40, 9)])
+    assert.strictEqual(inOrder.fenced, 2)
+    assert.deepStrictEqual(inOrder.fenceInversions, [])
+    // Holder 3 entered after holder 2 but with a lower token; holder 4's equals the highest so far.
+    const inverted = sweep([fenced(1, 0, 7), fenced(2, 20, 12), fenced(3, 40, 9), fenced(4, 60, 12), fenced(5, 80, 13)])
+    assert.deepStrictEqual(inverted.fenceInversions.map((inversion) => inversion.split(" ")[0]), ["#3", "#4"])
   })
 
   it("a second holder entering inside the first one's section and validity: overlap", () => {

@@ -137,11 +137,15 @@ const runJob = (config: WorkerConfig, ledgerRedis: import("ioredis").Redis) =>
     }
     const endAt = goAt + config.runMs
 
-    const body = (fiber: number, role: Role, lock: Lock.Lock | undefined, onEnter: () => void) =>
+    // `known`: whether the section may read the lock's validity (a withLock body is run as if it
+    // had no handle: it cannot stop itself, only be interrupted).
+    const body = (fiber: number, role: Role, lock: Lock.Lock, known: boolean, onEnter: () => void) =>
       Effect.gen(function*() {
-        const remaining = () => lock === undefined ? undefined : lock.expiresAt - Date.now()
+        const remaining = () => known ? lock.expiresAt - Date.now() : undefined
         onEnter()
-        const { token } = yield* Effect.uninterruptible(ledgerCall(() => ledger.enter(fiber, remaining())))
+        const { token } = yield* Effect.uninterruptible(
+          ledgerCall(() => ledger.enter(fiber, remaining(), lock.fencingToken))
+        )
         const work = Effect.gen(function*() {
           const workMs = role === "zombie" ? config.zombieHoldMs : uniform(config.workMs[0], config.workMs[1])
           const until = Date.now() + workMs
@@ -171,22 +175,22 @@ const runJob = (config: WorkerConfig, ledgerRedis: import("ioredis").Redis) =>
     const section = (fiber: number, role: Role, onEnter: () => void) => {
       switch (role) {
         case "withLock":
-          return redlock.withLock(config.resource, { autoExtend: config.autoExtend })(
-            body(fiber, role, undefined, onEnter)
+          return redlock.withLock(config.resource, { autoExtend: config.autoExtend, fencing: config.fencing })(
+            (lock) => body(fiber, role, lock, false, onEnter)
           )
         case "acquire":
         case "stall":
           return Effect.scoped(
             Effect.flatMap(
-              redlock.acquire(config.resource, { autoExtend: config.autoExtend }),
-              (lock) => Effect.raceFirst(body(fiber, role, lock, onEnter), Lock.awaitLost(lock))
+              redlock.acquire(config.resource, { autoExtend: config.autoExtend, fencing: config.fencing }),
+              (lock) => Effect.raceFirst(body(fiber, role, lock, true, onEnter), Lock.awaitLost(lock))
             )
           )
         case "zombie":
           return Effect.scoped(
             Effect.flatMap(
-              redlock.acquire(config.resource, { autoExtend: false }),
-              (lock) => body(fiber, role, lock, onEnter)
+              redlock.acquire(config.resource, { autoExtend: false, fencing: config.fencing }),
+              (lock) => body(fiber, role, lock, true, onEnter)
             )
           )
       }

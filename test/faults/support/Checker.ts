@@ -83,6 +83,12 @@ export interface Config {
   readonly retry?: RetryConfig
   /** @default true */
   readonly autoExtend?: boolean
+  /**
+   * Holders take fencing tokens and the sweep checks they grow in the order holders entered.
+   * Needs nodes that keep their data: a node restarted empty, or resynchronised as a replica,
+   * forgets its counters. @default false
+   */
+  readonly fencing?: boolean
   /** @default [5, 20] */
   readonly workMs?: readonly [number, number]
   /** @default 5 */
@@ -358,6 +364,7 @@ const runIn = (config: Config, workerPool: Pool): Effect.Effect<Report, CheckerE
       nodeTimeoutMs,
       retry,
       autoExtend: config.autoExtend ?? true,
+      fencing: config.fencing ?? false,
       workMs,
       actEveryMs: config.actEveryMs ?? 5,
       idleMs: config.idleMs ?? 10,
@@ -577,7 +584,7 @@ export const summary = (report: Report): string => {
     `  sections=${s.holders} calls=${t.calls} entered=${t.entered} ${failures} untyped=${t.untyped}`,
     `  overlaps=${s.overlaps.length} overstays=${s.overstays.length} (event-loop stalls ${s.stalledOverstays.length}) staleWrites=${s.staleWrites} (interruptions ${s.staleInterruptions}) unfinished=${s.unfinished} longestGap=${
       s.longestGapMs.toFixed(0)
-    }ms`,
+    }ms fenced=${s.fenced} fenceInversions=${s.fenceInversions.length}`,
     `  overBudget=${t.overBudget} (budget ${report.budgets.acquireMs}ms, max ${t.maxFailedAcquireMs}ms) lostOverBudget=${t.lostOverBudget} unhandled=${t.unhandled} errorEvents=${report.unhandledErrorEvents} ledgerErrors=${t.ledgerErrors}`,
     `  keysLeft=${report.keysLeft} (no ttl ${report.keysWithoutTtl}, after ttl ${report.keysLeftAfterTtl}) badExits=${
       report.badExits.join("; ") || "none"
@@ -589,7 +596,8 @@ export const summary = (report: Report): string => {
     ),
     ...s.overlaps.slice(0, 3).map((o) => `  overlap: ${o.description}`),
     ...s.overstays.slice(0, 3).map((o) => `  overstay: ${o.description}`),
-    ...s.stalledOverstays.slice(0, 3).map((o) => `  stalled: ${o.description}`)
+    ...s.stalledOverstays.slice(0, 3).map((o) => `  stalled: ${o.description}`),
+    ...s.fenceInversions.slice(0, 3).map((inversion) => `  fence: ${inversion}`)
   ].join("\n")
 }
 

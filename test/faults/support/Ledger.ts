@@ -5,6 +5,8 @@
  * has been handed out since: the write a fenced resource would refuse.
  *
  * A record is `kind|token|worker|fiber|timeMicros|remainingMs|accepted|lateMs`, where
+ * An `enter` record adds `|fencingToken`: the lock's own token from effect-redlock (`-` without
+ * fencing), which the sweep checks grows in the order holders entered.
  * `remainingMs` is what the holder's lock handle said was left of its validity (`expiresAt − now`)
  * when it wrote, or `-` when the holder cannot know it (the body of `withLock` has no handle), and
  * `lateMs` how long after it was due the step that wrote ran (its timer fired late: the holder's
@@ -32,10 +34,13 @@ export const poolKeys = {
 const now = `local t = redis.call('TIME')
 local now = t[1] .. string.format('%06d', tonumber(t[2]))`
 
-/** KEYS: fence, history. ARGV: worker, fiber, remaining. Replies `{token, timeMicros}`. */
+/**
+ * KEYS: fence, history. ARGV: worker, fiber, remaining, the lock's own fencing token (or `-`).
+ * Replies `{token, timeMicros}`.
+ */
 export const enterScript = `${now}
 local token = redis.call('INCR', KEYS[1])
-redis.call('RPUSH', KEYS[2], table.concat({'enter', token, ARGV[1], ARGV[2], now, ARGV[3], 1}, '|'))
+redis.call('RPUSH', KEYS[2], table.concat({'enter', token, ARGV[1], ARGV[2], now, ARGV[3], 1, '-', ARGV[4]}, '|'))
 return {token, now}`
 
 /**
@@ -67,12 +72,14 @@ export interface Entry {
   readonly accepted: boolean
   /** How late (ms) the holder's step that wrote ran after it was due, or `undefined` when unknown. */
   readonly lateMs?: number | undefined
+  /** On an `enter` record, the lock's own fencing token (`Lock.fencingToken`), if it took one. */
+  readonly fencingToken?: number | undefined
 }
 
 const optionalMs = (field: string | undefined) => field === undefined || field === "-" ? undefined : Number(field)
 
 export const parseEntry = (line: string): Entry => {
-  const [kind, token, worker, fiber, at, remaining, accepted, late] = line.split("|")
+  const [kind, token, worker, fiber, at, remaining, accepted, late, fencingToken] = line.split("|")
   return {
     kind: kind as Entry["kind"],
     token: Number(token),
@@ -81,7 +88,8 @@ export const parseEntry = (line: string): Entry => {
     at: Number(at),
     remainingMs: optionalMs(remaining),
     accepted: accepted === "1",
-    lateMs: optionalMs(late)
+    lateMs: optionalMs(late),
+    fencingToken: optionalMs(fencingToken)
   }
 }
 
@@ -89,7 +97,11 @@ export const parseEntry = (line: string): Entry => {
 export interface LedgerClient {
   readonly redis: Redis
   readonly keys: RunKeys
-  enter(fiber: number, remainingMs: number | undefined): Promise<{ readonly token: number; readonly at: number }>
+  enter(
+    fiber: number,
+    remainingMs: number | undefined,
+    fencingToken: number | undefined
+  ): Promise<{ readonly token: number; readonly at: number }>
   write(
     kind: "act" | "exit" | "interrupted",
     token: number,
@@ -115,8 +127,17 @@ export const client = (redis: Redis, run: string, worker: string): LedgerClient 
   return {
     redis,
     keys,
-    enter: (fiber, remainingMs) =>
-      (redis.eval(enterScript, 2, keys.fence, keys.history, worker, fiber, msArg(remainingMs)) as Promise<
+    enter: (fiber, remainingMs, fencingToken) =>
+      (redis.eval(
+        enterScript,
+        2,
+        keys.fence,
+        keys.history,
+        worker,
+        fiber,
+        msArg(remainingMs),
+        fencingToken ?? "-"
+      ) as Promise<
         [number, string]
       >).then(([token, at]) => ({ token: Number(token), at: Number(at) })),
     write: (kind, token, fiber, remainingMs, lateMs) =>

@@ -11,6 +11,7 @@
 import * as Effect from "effect/Effect"
 import { Redis } from "ioredis"
 import type { Nemesis, NemesisEnv } from "./Checker.js"
+import { fenceKeyOf } from "../../../src/internal/options.js"
 import * as Proxy from "./Proxy.js"
 
 export interface Window {
@@ -194,13 +195,25 @@ const whileHeld = (
 })
 
 /** kill + immediate restart (no persistence) of the nodes while the lock is held. */
-export const restartWhileHeld = (indices: ReadonlyArray<number>, watch: number, strikes = 3): Nemesis =>
+export const restartWhileHeld = (
+  indices: ReadonlyArray<number>,
+  watch: number,
+  strikes = 3,
+  options?: { readonly afterMs?: number }
+): Nemesis =>
   whileHeld(
     `restart ${indices.join(",")} while held`,
     watch,
     strikes,
-    (env) => eachOf(indices, (i) => env.nodes[i]!.restart)
+    (env) => eachOf(indices, (i) => env.nodes[i]!.restart),
+    options
   )
+
+/** Sets the resource's fencing counter to `value` on every node, so tokens go on from there. */
+export const seedFence = (value: number): Nemesis => ({
+  name: `fencing counters at ${value}`,
+  run: (env) => eachOf(env.nodes.map((_, i) => i), (i) => env.nodes[i]!.call("SET", fenceKeyOf(env.key), value))
+})
 
 /** The clock of the nodes jumps past the key's expiry while the lock is held (`DEL` there). */
 export const clockJumpWhileHeld = (indices: ReadonlyArray<number>, watch: number, strikes = 3): Nemesis =>

@@ -35,6 +35,8 @@ export interface WorkerConfig {
   readonly retry: RetryConfig
   /** Automatic extension for `withLock` and `acquire` roles. */
   readonly autoExtend: boolean
+  /** Fencing tokens (`fencing: true`) for `withLock` and `acquire` roles. */
+  readonly fencing: boolean
   /** How long a holder works, uniformly in [min, max] ms. */
   readonly workMs: readonly [number, number]
   /** A holder writes an `act` record this often while working. */

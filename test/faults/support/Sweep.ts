@@ -72,6 +72,10 @@ export interface SweepReport {
   readonly longestGapMs: number
   /** Entry times (ledger ms), ascending. */
   readonly enters: ReadonlyArray<number>
+  /** Holders that entered with a fencing token of their own (`Lock.fencingToken`). */
+  readonly fenced: number
+  /** Holders whose fencing token was not above every token of the holders that entered before. */
+  readonly fenceInversions: ReadonlyArray<string>
 }
 
 export const holdersOf = (entries: ReadonlyArray<Entry>): ReadonlyArray<Holder> => {
@@ -202,6 +206,18 @@ export const sweep = (entries: ReadonlyArray<Entry>): SweepReport => {
     }
   }
   const enters = byEnter.map((holder) => holder.enterAt)
+  const fencedEnters = entries.filter((entry) => entry.kind === "enter" && entry.fencingToken !== undefined)
+    .sort((a, b) => a.at - b.at)
+  const fenceInversions: Array<string> = []
+  let highest: Entry | undefined
+  for (const entry of fencedEnters) {
+    if (highest !== undefined && entry.fencingToken! <= highest.fencingToken!) {
+      fenceInversions.push(
+        `#${entry.token} (${entry.worker}/${entry.fiber}) entered with fencing token ${entry.fencingToken}, not above #${highest.token}'s ${highest.fencingToken}`
+      )
+    }
+    if (highest === undefined || entry.fencingToken! > highest.fencingToken!) highest = entry
+  }
   let longestGapMs = 0
   for (let i = 1; i < enters.length; i++) longestGapMs = Math.max(longestGapMs, enters[i]! - enters[i - 1]!)
   return {
@@ -213,6 +229,8 @@ export const sweep = (entries: ReadonlyArray<Entry>): SweepReport => {
     staleInterruptions: holders.reduce((sum, holder) => sum + holder.staleInterruptions, 0),
     unfinished: holders.filter((holder) => holder.exitAt === undefined).length,
     longestGapMs,
-    enters
+    enters,
+    fenced: fencedEnters.length,
+    fenceInversions
   }
 }

@@ -12,6 +12,7 @@ export const assertSurvived = (report: Checker.Report, options: { readonly minEn
   assert.deepStrictEqual(report.sweep.overstays.map((o) => o.description), [], `overstays${context}`)
   assert.strictEqual(report.sweep.staleWrites, 0, `stale writes${context}`)
   assert.strictEqual(report.sweep.unfinished, 0, `unfinished sections${context}`)
+  assert.deepStrictEqual(report.sweep.fenceInversions, [], `fencing tokens out of order${context}`)
   assert.strictEqual(report.totals.untyped, 0, `untyped failures${context}`)
   assert.strictEqual(report.totals.overBudget, 0, `acquisitions over budget${context}`)
   assert.strictEqual(report.totals.lostOverBudget, 0, `LockLost over budget${context}`)
