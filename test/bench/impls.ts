@@ -219,14 +219,14 @@ const effectOptions = (settings: BenchSettings, wakeUp: WakeUp): Redlock.Instanc
   wakeUp
 })
 
-const effectImpl = (variant: EffectVariant, wakeUp: WakeUp, description: string): Impl => {
-  const name = `effect-redlock:${variant}${wakeUp === "publish" ? "/publish" : ""}`
+const effectImpl = (variant: EffectVariant, wakeUp: WakeUp, description: string, fencing = false): Impl => {
+  const name = `effect-redlock:${variant}${wakeUp === "publish" ? "/publish" : ""}${fencing ? "/fenced" : ""}`
   return {
     name,
     kind: "effect",
     description,
     prepare: async (clients, settings) => {
-      const options = effectOptions(settings, wakeUp)
+      const options = { ...effectOptions(settings, wakeUp), fencing }
       await primeEffect(clients, options, primeKey(name))
       return (scenario, prefix) => runEffectWorkload(clients, options, variant, scenario, prefix)
     }
@@ -252,6 +252,13 @@ export const effectLockPublish = effectImpl(
   "lock",
   "publish",
   "as effect-redlock:lock with the default wake-ups: the release script PUBLISHes; retry 200 ms ± 50 %"
+)
+
+export const effectLockFenced = effectImpl(
+  "lock",
+  "keyspace",
+  "as effect-redlock:lock with fencing tokens (fencing: true): the acquire is a Lua script, not SET NX",
+  true
 )
 
 // ---------------------------------------------------------------------------------------------
@@ -366,6 +373,7 @@ export const allImpls: ReadonlyArray<Impl> = [
   effectAcquire,
   effectWithLock,
   effectLockPublish,
+  effectLockFenced,
   effectPromise,
   redlock4,
   redlock5,
