@@ -142,10 +142,17 @@ const batchExtensions = (client: Client): LockNode["extendInBatch"] => {
     })
 }
 
-/** The address of a client for reports and errors: host and port only. */
+/**
+ * The address of a client for reports and errors: host and port only or, for a client that finds
+ * its master through Sentinel, the master's name and the Sentinels' addresses.
+ */
 export const labelOf = (client: Client): string => {
   if (client.isCluster) return "cluster"
   const options = (client as Redis).options
+  if (options.sentinels !== undefined && options.sentinels !== null && options.sentinels.length > 0) {
+    const sentinels = options.sentinels.map((sentinel) => `${sentinel.host ?? "localhost"}:${sentinel.port ?? 26379}`)
+    return `${options.name ?? "mymaster"}@${sentinels.join(",")}`
+  }
   return options.path ? options.path : `${options.host ?? "localhost"}:${options.port ?? 6379}`
 }
 

@@ -46,6 +46,27 @@ export interface Options {
   readonly startTimeout?: Duration.DurationInput | undefined
   /** Bound on every admin helper call (connect plus command). @default "1 second" */
   readonly adminTimeout?: Duration.DurationInput | undefined
+  /**
+   * Run the processes as Sentinels (`redis-server sentinel.conf --sentinel`) watching one master,
+   * instead of data nodes; `args` are ignored.
+   */
+  readonly sentinel?: SentinelOptions | undefined
+}
+
+/**
+ * What the Sentinels watch.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SentinelOptions {
+  /** The master's name, as clients ask for it. */
+  readonly name: string
+  readonly masterPort: number
+  /** Sentinels that must agree the master is down. */
+  readonly quorum: number
+  /** @default 1000 */
+  readonly downAfterMs?: number | undefined
 }
 
 /**
@@ -229,6 +250,7 @@ interface NodeConfig {
   readonly dir: string
   readonly binary: string
   readonly args: ReadonlyArray<string>
+  readonly sentinel: SentinelOptions | undefined
   readonly startTimeout: Duration.Duration
   readonly adminTimeout: Duration.Duration
 }
@@ -260,27 +282,46 @@ const makeNode = (
       })
     }).pipe(Effect.uninterruptible, live)
 
+    const sentinelConfig = (sentinel: SentinelOptions) =>
+      Effect.gen(function*() {
+        const path = Path.join(config.dir, "sentinel.conf")
+        yield* fs.writeFileString(
+          path,
+          [
+            `sentinel monitor ${sentinel.name} ${host} ${sentinel.masterPort} ${sentinel.quorum}`,
+            `sentinel down-after-milliseconds ${sentinel.name} ${sentinel.downAfterMs ?? 1_000}`,
+            `sentinel failover-timeout ${sentinel.name} 10000`,
+            ""
+          ].join("\n")
+        ).pipe(Effect.orDie)
+        return [path, "--sentinel"]
+      })
+
     const spawn = Effect.gen(function*() {
       const scope = yield* Scope.make()
+      // A Sentinel rewrites its config file: it is written once, then kept across restarts.
+      const sentinelArgs = config.sentinel === undefined
+        ? []
+        : (yield* fs.exists(Path.join(config.dir, "sentinel.conf")).pipe(Effect.orElseSucceed(() => false)))
+        ? [Path.join(config.dir, "sentinel.conf"), "--sentinel"]
+        : yield* sentinelConfig(config.sentinel)
+      const dataArgs = config.sentinel === undefined
+        ? ["--save", "", "--appendonly", "no", "--enable-debug-command", "local", ...config.args]
+        : []
       const command = Command.make(
         config.binary,
+        ...sentinelArgs,
         "--port",
         String(port),
         "--bind",
         host,
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--enable-debug-command",
-        "local",
         "--protected-mode",
         "no",
         "--dir",
         config.dir,
         "--logfile",
         logFile,
-        ...config.args
+        ...dataArgs
       ).pipe(Command.stdout("inherit"))
       const child = yield* executor.start(command).pipe(
         Scope.extend(scope),
@@ -315,11 +356,12 @@ const makeNode = (
       const instance = current!
       const deadline = Date.now() + Duration.toMillis(config.startTimeout)
       while (true) {
-        // INFO answers while the dataset is still loading; a node is ready once it is ours and loaded.
+        // INFO answers while the dataset is still loading; a node is ready once it is ours and loaded
+        // (a Sentinel has no dataset).
         const info = yield* admin(port, Duration.millis(500), (redis) => redis.info(), "INFO").pipe(Effect.option)
         if (
           info._tag === "Some" && info.value.includes(`process_id:${instance.pid}\r`) &&
-          info.value.includes("loading:0\r")
+          (config.sentinel !== undefined || info.value.includes("loading:0\r"))
         ) return
         if (!(yield* isRunning(instance))) {
           const detail = yield* describeExit(instance)
@@ -448,6 +490,7 @@ export const make = (
             dir,
             binary: options.binary ?? "redis-server",
             args: options.args ?? [],
+            sentinel: options.sentinel,
             startTimeout: Duration.decode(options.startTimeout ?? "5 seconds"),
             adminTimeout: Duration.decode(options.adminTimeout ?? "1 second")
           }, port, executor, fs))
