@@ -8,6 +8,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import { Cluster } from "ioredis"
 import { execFileSync } from "node:child_process"
+import { slotOf } from "../src/internal/slot.js"
 import * as Redlock from "../src/Redlock.js"
 import * as RedisNodes from "./support/RedisNodes.js"
 import { eventually, resource } from "./support/setup.js"
@@ -80,6 +81,10 @@ describe("Redis Cluster", () => {
         (prefixed) => Effect.sync(() => prefixed.disconnect())
       )
       prefixed.on("error", () => {})
+      // The client's slot of a key is Redis's own, tags, braces without a tag and multi-byte keys included.
+      for (const key of ["a", "{a}b", "a{}b", "{}a", "a{b", "a}b{c}", "x{y}z{w}", "ключ{é}", "ключ", "p:{p:k}:fence"]) {
+        assert.strictEqual(slotOf(key), Number(yield* nodes.nodes[0]!.call("CLUSTER", "KEYSLOT", key)), key)
+      }
       for (const clients of [[client], [prefixed]]) {
         const redlock = yield* Redlock.make({ clients })
         // Keys without a hash tag, with one, and with braces but no tag: every counter in its key's slot.

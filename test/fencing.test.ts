@@ -19,16 +19,17 @@ describe.each([1, 3, 5])("fencing tokens on %i node(s)", (n) => {
   it.scopedLive("grow with every lock of a resource, whichever operation and instance takes it", () =>
     Effect.gen(function*() {
       const { clients, redlock } = yield* withRedlock(n)
-      const other = yield* Redlock.make({ clients })
+      // The other instance fences by default: its calls below give no options.
+      const other = yield* Redlock.make({ clients, fencing: true })
       const name = resource("fence-grow")
       const tokens: Array<number | undefined> = []
       for (let round = 0; round < 2; round++) {
         const held = yield* redlock.lock(name, fenced)
         tokens.push(held.fencingToken)
         yield* redlock.release(held)
-        tokens.push(yield* Effect.scoped(Effect.map(other.acquire(name, fenced), (lock) => lock.fencingToken)))
+        tokens.push(yield* Effect.scoped(Effect.map(other.acquire(name), (lock) => lock.fencingToken)))
         tokens.push(yield* redlock.withLock((lock) => Effect.succeed(lock.fencingToken), name, fenced))
-        const tried = yield* Effect.scoped(other.tryAcquire(name, fenced))
+        const tried = yield* Effect.scoped(other.tryAcquire(name))
         tokens.push(Option.getOrThrow(tried).fencingToken)
       }
       assert.deepStrictEqual(tokens, [1, 2, 3, 4, 5, 6, 7, 8])

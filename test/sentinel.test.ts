@@ -12,22 +12,14 @@ import { Redis } from "ioredis"
 import type { Client } from "../src/internal/node.js"
 import * as Redlock from "../src/Redlock.js"
 import * as RedisNodes from "./support/RedisNodes.js"
-import { resource } from "./support/setup.js"
+import { eventually, resource } from "./support/setup.js"
 
 const master = "locks"
 
-/** Polls `read` every 50 ms until `done` holds, at most `seconds`. */
+/** `eventually`, failing the test when `done` does not hold within `seconds`. */
 const within = <A, E>(seconds: number, read: Effect.Effect<A, E>, done: (value: A) => boolean) =>
-  Effect.gen(function*() {
-    const until = Date.now() + seconds * 1000
-    let value = yield* read
-    while (!done(value) && Date.now() < until) {
-      yield* Effect.sleep("50 millis")
-      value = yield* read
-    }
-    assert.isTrue(done(value), `not within ${seconds} s: ${JSON.stringify(value)}`)
-    return value
-  })
+  Effect.tap(eventually(read, done, seconds), (value) =>
+    Effect.sync(() => assert.isTrue(done(value), `not within ${seconds} s: ${JSON.stringify(value)}`)))
 
 const startSentinel = Effect.gen(function*() {
   const data = yield* RedisNodes.make(3)

@@ -10,7 +10,7 @@ import type { AcquireOptions, AutoExtendOptions, LockOptions, RetryOptions, Retr
 import { InvalidArgument } from "../RedlockError.js"
 import type { Client, LockNode } from "./node.js"
 import { driftOf, lossLeadMs, minThresholdMs } from "./quorum.js"
-import { hasHashTag, slotOf } from "./slot.js"
+import { hashTagOf, slotOf } from "./slot.js"
 
 /** The longest ttl accepted: what a Node timer can wait (about 24.8 days). */
 export const maxTtlMs = 2 ** 31 - 1
@@ -230,7 +230,7 @@ export const keysOf = (
  */
 export const fenceKeyOf = (key: string, clientPrefix = ""): string => {
   const sent = clientPrefix + key
-  return hasHashTag(sent) || sent.includes("}") ? `${key}:fence` : `{${sent}}:fence`
+  return hashTagOf(sent) !== undefined || sent.includes("}") ? `${key}:fence` : `{${sent}}:fence`
 }
 
 /**

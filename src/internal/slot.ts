@@ -20,20 +20,16 @@ const crc16 = (bytes: Uint8Array): number => {
   return crc
 }
 
-const hashedPart = (key: Buffer): Buffer => {
-  const open = key.indexOf(0x7b) // {
-  if (open === -1) return key
-  const close = key.indexOf(0x7d, open + 1) // }
-  return close === -1 || close === open + 1 ? key : key.subarray(open + 1, close)
-}
-
-/** Whether a key has a `{hash tag}`: a non-empty part between its first `{` and the next `}`. */
-export const hasHashTag = (key: string): boolean => {
+/**
+ * A key's `{hash tag}`: the non-empty part between its first `{` and the next `}`, or undefined.
+ * (The braces are ASCII, so string and UTF-8 positions find the same part.)
+ */
+export const hashTagOf = (key: string): string | undefined => {
   const open = key.indexOf("{")
-  if (open === -1) return false
+  if (open === -1) return undefined
   const close = key.indexOf("}", open + 1)
-  return close !== -1 && close !== open + 1
+  return close === -1 || close === open + 1 ? undefined : key.slice(open + 1, close)
 }
 
 /** The cluster slot a key maps to. */
-export const slotOf = (key: string): number => crc16(hashedPart(Buffer.from(key, "utf8"))) % 16384
+export const slotOf = (key: string): number => crc16(Buffer.from(hashTagOf(key) ?? key, "utf8")) % 16384

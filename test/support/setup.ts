@@ -32,11 +32,12 @@ export const withRedlock = (n: number, options: SetupOptions = {}) =>
     return { cluster, nodes: cluster.nodes, clients, redlock, settle: settle(clients) }
   })
 
-/** Reads until `done` holds, at most about two seconds, and returns the last reading. */
-export const eventually = <A, E>(read: Effect.Effect<A, E>, done: (value: A) => boolean) =>
+/** Reads every 10 ms until `done` holds, for at most `seconds`, and returns the last reading. */
+export const eventually = <A, E>(read: Effect.Effect<A, E>, done: (value: A) => boolean, seconds = 4) =>
   Effect.gen(function*() {
+    const until = Date.now() + seconds * 1000
     let value = yield* read
-    for (let tries = 0; tries < 200 && !done(value); tries++) {
+    while (!done(value) && Date.now() < until) {
       yield* Effect.sleep("10 millis")
       value = yield* read
     }
@@ -44,8 +45,8 @@ export const eventually = <A, E>(read: Effect.Effect<A, E>, done: (value: A) => 
   })
 
 /**
- * The keys on every node that match a pattern, node by node, once none is left or about two
- * seconds passed: releases and clean-ups reach the slowest node after the operation returned.
+ * The keys on every node that match a pattern, node by node, once none is left or four seconds
+ * passed: releases and clean-ups reach the slowest node after the operation returned.
  */
 export const keysEverywhere = (cluster: RedisNodes.RedisNodes, pattern = "*") =>
   eventually(
