@@ -51,6 +51,11 @@ export interface Settings {
    * never extend in time: when a third of the duration is left).
    */
   readonly automaticExtensionThreshold: number
+  /**
+   * effect-redlock's own: take a fencing token with every lock (`Lock.fencingToken`), a number
+   * that grows with each lock of the same resources. See the README's "Fencing tokens".
+   */
+  readonly fencing: boolean
 }
 
 /**
@@ -64,7 +69,8 @@ export const defaultSettings: Settings = {
   retryCount: 10,
   retryDelay: 200,
   retryJitter: 100,
-  automaticExtensionThreshold: 500
+  automaticExtensionThreshold: 500,
+  fencing: false
 }
 
 /**
@@ -156,12 +162,14 @@ const lockOptions = (settings: Settings, duration: number): Redlock_.LockOptions
       times: settings.retryCount < 0 ? Infinity : settings.retryCount,
       delay: Math.max(settings.retryDelay, 1),
       jitter: Math.max(jitter, 0)
-    }
+    },
+    fencing: settings.fencing
   }
 }
 
 /**
- * A held lock, as node-redlock returns it.
+ * A held lock, as node-redlock returns it. `await using lock = await redlock.acquire(...)` releases
+ * it when the block ends, whatever happens.
  *
  * @since 0.1.0
  * @category models
@@ -199,9 +207,19 @@ export class Lock {
     return this.handle.expiresAt
   }
 
+  /** With `fencing`, the lock's fencing token (else undefined). */
+  get fencingToken(): number | undefined {
+    return this.handle.fencingToken
+  }
+
   /** Releases the lock. */
   release(): Promise<Redlock_.ReleaseReport> {
     return this.redlock.release(this)
+  }
+
+  /** Releases the lock at the end of an `await using` block; never rejects (see `release`). */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.redlock.release(this)
   }
 
   /** node-redlock v2–v4: releases the lock, with an optional callback. */

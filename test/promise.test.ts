@@ -172,6 +172,55 @@ describe("effect-redlock/promise", () => {
       assert.match(String(yield* rejection(() => redlock.acquire([resource("after")], 1_000))), /disposed/)
     }))
 
+  it.scopedLive("await using releases the lock when the block ends, and when it throws", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* setup
+      const name = resource("await-using")
+      const { stored, value } = yield* promise(async () => {
+        await using lock = await redlock.acquire([name], 5_000)
+        const stored = await Promise.all(cluster.nodes.map((node) => Effect.runPromise(node.get(name))))
+        return { stored, value: lock.value }
+      })
+      assert.deepStrictEqual(stored, [value, value, value], "held on every node inside the block")
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
+      const thrown = yield* rejection(async () => {
+        await using _lock = await redlock.acquire([name], 5_000)
+        throw new Error("inside the block")
+      })
+      assert.match(String(thrown), /inside the block/)
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
+      // A lock released inside the block is not released twice, and disposal does not reject.
+      yield* promise(async () => {
+        await using lock = await redlock.acquire([name], 5_000)
+        const report = await lock.release()
+        assert.strictEqual(report.released, 3)
+      })
+      // Free again: acquired at the first attempt.
+      const again = yield* promise(() => redlock.acquire([name], 5_000, { retryCount: 0 }))
+      yield* promise(() => again.release())
+    }))
+
+  it.scopedLive("fencing: tokens grow with each lock of a resource; none without the setting", () =>
+    Effect.gen(function*() {
+      const { clients, redlock } = yield* setup
+      const fenced = new Redlock(clients, { fencing: true })
+      const name = resource("promise-fencing")
+      const plain = yield* promise(() => redlock.acquire([name], 2_000))
+      assert.isUndefined(plain.fencingToken)
+      yield* promise(() => plain.release())
+      const tokens: Array<number | undefined> = []
+      for (let index = 0; index < 3; index++) {
+        const lock = yield* promise(() => fenced.acquire([name], 2_000))
+        tokens.push(lock.fencingToken)
+        yield* promise(() => lock.release())
+      }
+      // Per call, as node-redlock settings go.
+      const perCall = yield* promise(() => redlock.acquire([name], 2_000, { fencing: true }))
+      tokens.push(perCall.fencingToken)
+      yield* promise(() => perCall.release())
+      assert.deepStrictEqual(tokens, [1, 2, 3, 4])
+    }))
+
   it.scopedLive("bad input rejects with an ExecutionError whose cause is InvalidArgument", () =>
     Effect.gen(function*() {
       const { clients, redlock } = yield* setup
