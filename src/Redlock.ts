@@ -16,12 +16,10 @@ import * as Redacted from "effect/Redacted"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { Redis, type RedisOptions } from "ioredis"
-import type * as engine from "./internal/engine.js"
-import { type Client, fromClient, labelOf } from "./internal/node.js"
+import { makeInstance } from "./internal/instance.js"
+import type { Client } from "./internal/node.js"
 import * as options_ from "./internal/options.js"
-import { quorumOf } from "./internal/quorum.js"
-import { isBody, makeService } from "./internal/service.js"
-import * as Waker from "./internal/waker.js"
+import { isBody } from "./internal/service.js"
 import * as Lock from "./Lock.js"
 import type { AcquireError, InvalidArgument, LockContended, LockLost, QuorumUnavailable } from "./RedlockError.js"
 
@@ -347,28 +345,7 @@ export declare namespace Redlock {
  * @category constructors
  */
 export const make = (options: MakeOptions): Effect.Effect<Redlock.Service, InvalidArgument, Scope.Scope> =>
-  Effect.gen(function*() {
-    const { clients, instance, wakeUp } = yield* options_.validate(() => {
-      const checked = options_.objectOf("options", options)
-      const clients = options_.clientsOf(checked.clients, labelOf)
-      const wakeUp = options_.wakeUpOf(checked.wakeUp, clients)
-      const instance: Omit<engine.Engine, "waker"> = {
-        nodes: clients.map((client) => fromClient(client, wakeUp === "publish")),
-        quorum: quorumOf(clients.length),
-        keyPrefix: options_.keyPrefixOf(checked.keyPrefix),
-        settings: options_.baseSettings(checked)
-      }
-      return { clients, instance, wakeUp }
-    })
-    for (const client of clients) {
-      const ignore = () => {}
-      yield* Effect.acquireRelease(Effect.sync(() => client.on("error", ignore)), () =>
-        Effect.sync(() => client.off("error", ignore)))
-    }
-    if (wakeUp === "keyspace") yield* Effect.forkScoped(Waker.checkKeyspaceEvents(clients))
-    const waker = wakeUp === false ? undefined : yield* Waker.make(clients, instance.quorum, wakeUp)
-    return makeService({ ...instance, waker })
-  })
+  makeInstance(options)
 
 /**
  * Provides `Redlock` over ioredis clients the caller owns (and closes).

@@ -17,11 +17,13 @@
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
 import { EventEmitter } from "node:events"
 import { type Engine, firstAttempt, retryAfter, startRelease, type Target } from "./internal/engine.js"
 import { liveClock } from "./internal/fanout.js"
+import { makeInstance } from "./internal/instance.js"
 import { LockState } from "./internal/lock.js"
 import type { Client } from "./internal/node.js"
 import { minThresholdMs } from "./internal/quorum.js"
@@ -235,7 +237,12 @@ export class Lock {
 
 /**
  * node-redlock's `Redlock` class on effect-redlock: the same constructor, methods and settings.
- * It emits `error` never: node failures are part of each operation's result.
+ *
+ * Events: each node call that fails or times out while its operation waits for it is emitted as
+ * `clientError` (node-redlock v2–v4) and, only when an `error` listener is registered, as `error`
+ * (v5), with the error and the node's address. Unlike node-redlock v5, an `error` nobody listens
+ * to never crashes the process, and a node that answers "held by another owner" is not an error:
+ * that is the operation's result (`ResourceLockedError`).
  *
  * @since 0.1.0
  * @category constructors
@@ -257,8 +264,19 @@ export class Redlock extends EventEmitter {
     this.clients = new Set(list)
     // Bad clients or settings surface on the first operation, as an ExecutionError.
     this.runtime = ManagedRuntime.make(
-      Redlock_.layerFromClients(list, { driftFactor: this.settings.driftFactor })
+      Layer.scoped(
+        Redlock_.Redlock,
+        makeInstance({ clients: list, driftFactor: this.settings.driftFactor }, (node, error) => this.nodeFailed(node, error))
+      )
     )
+  }
+
+  /** Emits a node's failure after the round's callback has returned: a listener cannot disturb it. */
+  private nodeFailed(node: string, error: Error): void {
+    queueMicrotask(() => {
+      this.emit("clientError", error, node)
+      if (this.listenerCount("error") > 0) this.emit("error", error, node)
+    })
   }
 
   /**

@@ -221,6 +221,43 @@ describe("effect-redlock/promise", () => {
       assert.deepStrictEqual(tokens, [1, 2, 3, 4])
     }))
 
+  it.scopedLive("node failures are emitted as clientError, and as error only when someone listens", () =>
+    Effect.gen(function*() {
+      const cluster = yield* RedisNodes.make(3)
+      const clients = yield* cluster.clients({ enableOfflineQueue: false })
+      const redlock = new Redlock(clients, { retryCount: 0 })
+      yield* Effect.addFinalizer(() => Effect.promise(() => redlock.quit()))
+      const clientErrors: Array<[Error, string]> = []
+      redlock.on("clientError", (error: Error, node: string) => clientErrors.push([error, node]))
+      const failing = cluster.nodes[2]!
+      const label = `127.0.0.1:${failing.port}`
+      // A node that does not answer: the acquire decides on the other two; the release waits for
+      // every node, and reports the timeout.
+      yield* failing.pause
+      const lock = yield* promise(() => redlock.acquire([resource("events-pause")], 5_000))
+      const report = yield* promise(() => lock.release())
+      yield* failing.resume
+      assert.strictEqual(report.nodes[2]!.outcome, "timeout")
+      yield* eventually(Effect.sync(() => clientErrors.length), (count) => count === 1)
+      assert.strictEqual(clientErrors[0]![1], label)
+      assert.match(clientErrors[0]![0].message, /did not answer in time/)
+      // A node that is gone: its calls fail at once. Nobody listens to `error`: nothing crashes.
+      yield* failing.kill
+      yield* eventually(Effect.sync(() => clients[2]!.status), (status) => status !== "ready")
+      const second = yield* promise(() => redlock.acquire([resource("events-kill")], 5_000))
+      yield* promise(() => second.release())
+      yield* eventually(Effect.sync(() => clientErrors.length), (count) => count === 3)
+      assert.deepStrictEqual(clientErrors.slice(1).map(([, node]) => node), [label, label])
+      assert.isTrue(clientErrors.slice(1).every(([error]) => error instanceof Error && !/in time/.test(error.message)))
+      // With an `error` listener, node-redlock v5's event too.
+      const errors: Array<string> = []
+      redlock.on("error", (_error: Error, node: string) => errors.push(node))
+      const third = yield* promise(() => redlock.acquire([resource("events-error")], 5_000))
+      yield* promise(() => third.release())
+      assert.deepStrictEqual(yield* eventually(Effect.sync(() => errors), (nodes) => nodes.length === 2), [label, label])
+      assert.lengthOf(clientErrors, 5)
+    }))
+
   it.scopedLive("bad input rejects with an ExecutionError whose cause is InvalidArgument", () =>
     Effect.gen(function*() {
       const { clients, redlock } = yield* setup

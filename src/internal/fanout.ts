@@ -190,9 +190,9 @@ class RunningRound implements Round, Tally, Waiting<RunningRound> {
     this.answered++
     this.failed++
     this.outcomes[index] = "error"
-    metrics.nodeFailed(this.spec.nodes[index]!.label, "error")
     if (this.errors === noErrors) this.errors = new Array<string | undefined>(this.outcomes.length)
     this.errors[index] = messageOf(error)
+    this.nodeFailed(index, "error", error instanceof Error ? error : new Error(messageOf(error)))
     if (this.isDecided()) this.finish()
   }
 
@@ -203,10 +203,18 @@ class RunningRound implements Round, Tally, Waiting<RunningRound> {
       if (outcomes[index] === "pending") {
         outcomes[index] = "timeout"
         this.failed++
-        metrics.nodeFailed(this.spec.nodes[index]!.label, "timeout")
+        this.nodeFailed(index, "timeout", undefined)
       }
     }
     this.finish()
+  }
+
+  private nodeFailed(index: number, outcome: "error" | "timeout", error: Error | undefined): void {
+    const node = this.spec.nodes[index]!
+    metrics.nodeFailed(node.label, outcome)
+    if (node.onFailure !== undefined) {
+      node.onFailure(node.label, error ?? new Error(`effect-redlock: ${node.label} did not answer in time`))
+    }
   }
 
   start(): void {

@@ -15,6 +15,8 @@ export interface LockNode {
   readonly isCluster: boolean
   /** The client's own ioredis `keyPrefix`, which it prepends to every key it sends ("" if none). */
   readonly keyPrefix: string
+  /** Told of each call that failed or timed out while its round waited (see `makeInstance`). */
+  readonly onFailure?: ((node: string, error: Error) => void) | undefined
   /** 1 when every key was free and is now ours, 0 when another owner holds one. */
   acquire(keys: ReadonlyArray<string>, value: string, ttlMs: number): Promise<number>
   /**
@@ -158,14 +160,20 @@ export const labelOf = (client: Client): string => {
 
 /**
  * Adapts an ioredis client. A single key is taken with a plain `SET NX PX`: one command, no
- * script. With `announce`, releases publish for waiters (see `Waker`).
+ * script. With `announce`, releases publish for waiters (see `Waker`); `onFailure` is told of failed
+ * and timed-out calls.
  */
-export const fromClient = (client: Client, announce = true): LockNode => {
+export const fromClient = (
+  client: Client,
+  announce = true,
+  onFailure?: (node: string, error: Error) => void
+): LockNode => {
   const extend: LockNode["extend"] = (keys, value, ttlMs) => extendOne(client, keys, value, ttlMs)
   return {
     label: labelOf(client),
     isCluster: client.isCluster,
     keyPrefix: client.options.keyPrefix ?? "",
+    onFailure,
     acquire: (keys, value, ttlMs) => {
       coalesceWrites(client)
       return keys.length === 1
