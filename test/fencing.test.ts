@@ -2,16 +2,23 @@
  * Fencing tokens on real redis-server nodes: they grow with every lock of a resource, across
  * instances and operations; when the nodes' counters disagree the token is the highest and the
  * others are raised before the lock is handed over, so a later lock that misses the highest node
- * still gets a higher token; a raise that reaches no quorum fails the attempt and leaves no key.
+ * still gets a higher token; a raise that reaches no quorum fails the attempt and leaves no key; the
+ * raise also goes to a node whose acquire reply is still pending; a caller interrupted during the
+ * raise gets no lock and leaves no key.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import type { Redis } from "ioredis"
 import * as Scripts from "../src/internal/scripts.js"
 import { fenceKeyOf } from "../src/internal/options.js"
 import * as Redlock from "../src/Redlock.js"
-import { keysEverywhere, resource, withRedlock } from "./support/setup.js"
+import * as RedlockMetrics from "../src/RedlockMetrics.js"
+import type * as RedisNodes from "./support/RedisNodes.js"
+import { eventually, keysEverywhere, resource, withRedlock } from "./support/setup.js"
 
 const fenced = { fencing: true } as const
 
@@ -46,16 +53,23 @@ describe.each([1, 3, 5])("fencing tokens on %i node(s)", (n) => {
     }))
 })
 
+/**
+ * Node 0 saw 100 locks of `name` that node 1 missed, and node 2 is held by another owner: an
+ * attempt's quorum is nodes 0 and 1, whose counters disagree.
+ */
+const disagreeingQuorum = (cluster: RedisNodes.RedisNodes, name: string) =>
+  Effect.orDie(Effect.zipRight(
+    cluster.nodes[0]!.call("SET", fenceKeyOf(name), 100),
+    cluster.nodes[2]!.call("SET", name, "someone-else", "PX", 60_000)
+  ))
+
 describe("fencing tokens when the nodes' counters disagree", () => {
   it.scopedLive("the token is the highest counter, and the others are raised before the lock is handed over", () =>
     Effect.gen(function*() {
       const { cluster, redlock } = yield* withRedlock(3)
       const name = resource("fence-raise")
       const fenceKey = fenceKeyOf(name)
-      // Node 0 saw 100 locks that node 1 missed, and node 2 is held by another owner, so the
-      // quorum is nodes 0 and 1, whose counters disagree.
-      yield* cluster.nodes[0]!.call("SET", fenceKey, 100)
-      yield* cluster.nodes[2]!.call("SET", name, "someone-else", "PX", 60_000)
+      yield* disagreeingQuorum(cluster, name)
       const first = yield* redlock.lock(name, fenced)
       assert.strictEqual(first.fencingToken, 101)
       // Node 1 was raised before the lock was handed over; node 2 refused the lock and kept none.
@@ -87,10 +101,8 @@ describe("fencing tokens when the nodes' counters disagree", () => {
     Effect.gen(function*() {
       const { cluster, clients, redlock } = yield* withRedlock(3)
       const name = resource("fence-unconfirmed")
-      const fenceKey = fenceKeyOf(name)
-      // As above, the quorum is nodes 0 and 1, whose counters disagree; node 1 fails the raise.
-      yield* cluster.nodes[0]!.call("SET", fenceKey, 100)
-      yield* cluster.nodes[2]!.call("SET", name, "someone-else", "PX", 60_000)
+      // Node 1 fails the raise.
+      yield* disagreeingQuorum(cluster, name)
       refuseScript(clients[1]!, Scripts.raiseFence.sha)
       const error = yield* Effect.flip(redlock.lock(name, { ...fenced, retry: { times: 0 } }))
       assert.strictEqual(error._tag, "QuorumUnavailable")
@@ -98,6 +110,66 @@ describe("fencing tokens when the nodes' counters disagree", () => {
       assert.deepStrictEqual(yield* keysEverywhere(cluster, name), [[], [], []])
     }))
 })
+
+describe("fencing tokens: the raise round", () => {
+  it.scopedLive("a node whose acquire reply had not arrived gets the raise too, behind its SET", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const name = resource("fence-raise-pending")
+      const fenceKey = fenceKeyOf(name)
+      // Nodes 0 and 1 decide the attempt with counters that disagree; node 2 answers nothing yet.
+      yield* cluster.nodes[0]!.call("SET", fenceKey, 100)
+      yield* cluster.nodes[2]!.pause
+      const lock = yield* redlock.lock(name, fenced)
+      assert.strictEqual(lock.fencingToken, 101)
+      // Node 2 runs the SET, then the raise queued behind it on the same connection.
+      yield* cluster.nodes[2]!.resume
+      const node2 = yield* eventually(
+        Effect.all([cluster.nodes[2]!.get(name), cluster.nodes[2]!.get(fenceKey)]),
+        ([, counter]) => counter === "101"
+      )
+      assert.deepStrictEqual(node2, [lock.value, "101"])
+      yield* redlock.release(lock)
+    }))
+
+  it.scopedLive("a caller interrupted during the raise gets no lock, and the attempt's keys are deleted", () =>
+    Effect.gen(function*() {
+      const { cluster, clients, redlock } = yield* withRedlock(3)
+      const name = resource("fence-raise-interrupted")
+      yield* disagreeingQuorum(cluster, name)
+      // Node 1's raise is held back until the test lets it go.
+      const raise = holdScript(clients[1]!, Scripts.raiseFence.sha)
+      const before = yield* Metric.value(RedlockMetrics.acquired)
+      const locking = yield* Effect.fork(redlock.lock(name, { ...fenced, retry: { times: 0 } }))
+      yield* eventually(Effect.sync(() => raise.calls()), (calls) => calls === 1)
+      // The attempt holds nodes 0 and 1, unconfirmed: the interruption deletes its keys.
+      assert.isString(yield* cluster.nodes[1]!.get(name))
+      const exit = yield* Fiber.interrupt(locking)
+      assert.isTrue(Exit.isInterrupted(exit))
+      assert.deepStrictEqual(
+        yield* Effect.forEach(cluster.nodes, (node) => node.get(name)),
+        [null, null, "someone-else"]
+      )
+      raise.open()
+      assert.strictEqual((yield* Metric.value(RedlockMetrics.acquired)).count, before.count, "no lock was handed out")
+    }))
+})
+
+/** Holds back the client's EVALSHA of one script until `open` is called. */
+const holdScript = (client: Redis, sha: string) => {
+  const evalsha = client.evalsha.bind(client) as (...args: Array<unknown>) => Promise<unknown>
+  let calls = 0
+  let open: () => void = () => {}
+  const gate = new Promise<void>((resolve) => {
+    open = resolve
+  })
+  ;(client as unknown as { evalsha: typeof evalsha }).evalsha = (...args) => {
+    if (args[0] !== sha) return evalsha(...args)
+    calls++
+    return gate.then(() => evalsha(...args))
+  }
+  return { calls: () => calls, open: () => open() }
+}
 
 /** Makes the client's EVALSHA of one script fail, as a node that errors would. */
 const refuseScript = (client: Redis, sha: string) => {

@@ -9,6 +9,7 @@ import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
+import type * as Redlock from "../src/Redlock.js"
 import * as RedlockMetrics from "../src/RedlockMetrics.js"
 import { resource, withRedlock } from "./support/setup.js"
 
@@ -32,7 +33,10 @@ const reading = Effect.all({
   holds: Effect.map(histogram(RedlockMetrics.holdTime), (state) => state.count),
   heldMs: Effect.map(histogram(RedlockMetrics.holdTime), (state) => state.sum),
   extensions: counter(RedlockMetrics.extensions),
-  lostTaken: counter(RedlockMetrics.lost, ["reason", "taken"])
+  lostTaken: counter(RedlockMetrics.lost, ["reason", "taken"]),
+  lostExpired: counter(RedlockMetrics.lost, ["reason", "expired"]),
+  lostUnavailable: counter(RedlockMetrics.lost, ["reason", "unavailable"]),
+  lostLimit: counter(RedlockMetrics.lost, ["reason", "limit"])
 })
 
 type Reading = Effect.Effect.Success<typeof reading>
@@ -156,5 +160,31 @@ describe("RedlockMetrics", () => {
       )
       assert.strictEqual(lost._tag === "LockLost" && lost.reason, "taken")
       assert.deepInclude(yield* since(before), { acquired: 3, held: 0, lostTaken: 1 })
+    }))
+
+  it.scopedLive("a lock lost for each other reason: its keys gone, a majority silent, a cap reached", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const before = yield* reading
+      const lostWith = (name: string, body: Effect.Effect<void>, autoExtend: boolean | Redlock.AutoExtendOptions = true) =>
+        Effect.map(
+          Effect.flip(redlock.withLock(Effect.andThen(body, Effect.never), name, { ttl: "300 millis", autoExtend })),
+          (error) => error._tag === "LockLost" && error.reason
+        )
+
+      const gone = resource("metrics-expired")
+      const deleteIt = Effect.orDie(Effect.forEach(cluster.nodes, (node) => node.del(gone), { discard: true }))
+      assert.strictEqual(yield* lostWith(gone, deleteIt), "expired")
+      assert.deepInclude(yield* since(before), { lostExpired: 1, lostUnavailable: 0, lostLimit: 0, held: 0 })
+
+      const silence = Effect.forEach(cluster.nodes.slice(1), (node) => node.pause, { discard: true })
+      const silenced = yield* lostWith(resource("metrics-unavailable"), Effect.orDie(silence))
+      yield* Effect.forEach(cluster.nodes.slice(1), (node) => node.resume, { discard: true })
+      assert.strictEqual(silenced, "unavailable")
+      assert.deepInclude(yield* since(before), { lostExpired: 1, lostUnavailable: 1, lostLimit: 0, held: 0 })
+
+      const capped = yield* lostWith(resource("metrics-limit"), Effect.void, { maxExtensions: 1 })
+      assert.strictEqual(capped, "limit")
+      assert.deepInclude(yield* since(before), { lostExpired: 1, lostUnavailable: 1, lostLimit: 1, lostTaken: 0, held: 0 })
     }))
 })
