@@ -490,9 +490,19 @@ export const extensionSpec = (lock: LockState, settings: Settings, byKeeper: boo
     isGranted: (reply) => reply === 1,
     quorum: engine.quorum,
     timeoutMs: settings.nodeTimeoutMs,
-    deadline: byKeeper ? lock.lossAt : undefined
+    deadline: byKeeper ? lock.lossAt : undefined,
+    // A node that answers "gone" after the quorum confirmed the lock is set again too.
+    onLateReply: (round, index, reply) => {
+      if (reply === 0 && confirms(lock, settings, round)) retake(lock, settings, index)
+    }
   }
 }
+
+/** Whether a decided extension round confirmed the lock, which is still held. */
+const confirms = (lock: LockState, settings: Settings, round: Round): boolean =>
+  round.tally.granted >= lock.engine.quorum &&
+  isUsable(validityOf(settings.ttlMs, settings.driftMs, round.startedAt, round.decidedAt)) &&
+  lock.status === "held"
 
 /**
  * Applies a decided extension round: a win moves the expiry forward; otherwise the error. A lock
@@ -503,10 +513,15 @@ export const settleExtension = (lock: LockState, settings: Settings, round: Roun
   const { engine } = lock
   const { ttlMs, driftMs } = settings
   const won = round.tally.granted >= engine.quorum
-  if (won && isUsable(validityOf(ttlMs, driftMs, round.startedAt, round.decidedAt)) && lock.status === "held") {
+  if (confirms(lock, settings, round)) {
     lock.expiresAt = Math.max(lock.expiresAt, round.startedAt + ttlMs - driftMs)
     lock.extensions++
     metrics.lockExtended()
+    if (round.tally.denied > 0) {
+      for (let index = 0; index < round.replies.length; index++) {
+        if (round.replies[index] === 0) retake(lock, settings, index)
+      }
+    }
     return undefined
   }
   const unavailable = won || isUnavailable(round.tally.failed, engine.nodes.length, engine.quorum)
@@ -514,6 +529,20 @@ export const settleExtension = (lock: LockState, settings: Settings, round: Roun
   const error = new LockLost({ resources: lock.resources, reason, votes: votesOf(engine, round) })
   if (!unavailable || lock.isLossDue(round.decidedAt)) lock.markLost(error)
   return lock.lostWith ?? error
+}
+
+const ignore = () => {}
+
+/**
+ * Sets the lock again on node `index`, which answered an extension confirmed on a quorum that its
+ * keys were gone (it restarted empty, or dropped them): nodes restarting one after another would
+ * otherwise wear a held lock down below a quorum. Safe because a quorum holds the lock: no other
+ * owner can hold a majority meanwhile, and a node that holds another owner's value refuses the
+ * SET NX. Nobody waits for it: the next extension counts the node again if it landed, and a
+ * release, sent behind it on the same connection, deletes it.
+ */
+const retake = (lock: LockState, settings: Settings, index: number): void => {
+  lock.engine.nodes[index]!.acquire(lock.keys, lock.value, settings.ttlMs).catch(ignore)
 }
 
 /** Resets the ttl on a quorum (see `settleExtension`). */

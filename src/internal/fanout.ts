@@ -42,6 +42,8 @@ export interface RoundSpec {
    * (release). Nodes beyond it still get the call; the round just does not wait for them.
    */
   readonly settleAfter?: number | undefined
+  /** Told of each reply that arrives after the round was decided (or cancelled). */
+  readonly onLateReply?: ((round: Round, index: number, reply: number) => void) | undefined
 }
 
 /** The default clock: its timers are `setTimeout`s. */
@@ -172,7 +174,7 @@ class RunningRound implements Round, Tally, Waiting<RunningRound> {
   }
 
   onReply(index: number, reply: number): void {
-    if (this.done) return
+    if (this.done) return this.spec.onLateReply?.(this, index, reply)
     this.answered++
     this.replies[index] = reply
     if (this.spec.isGranted(reply)) {

@@ -1,0 +1,59 @@
+/**
+ * A held lock is set again on nodes that lost its keys (restarted empty) once an extension is
+ * confirmed on a quorum, so nodes restarting one after another do not wear it down; a lock that
+ * could not be confirmed on a quorum is never set again. Real redis-server nodes, restarted
+ * without persistence.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import type { Lock } from "../src/Lock.js"
+import { eventually, resource, withRedlock } from "./support/setup.js"
+
+const ttl = "600 millis"
+
+describe("re-taking a held lock on nodes that lost it", () => {
+  it.scopedLive("withLock survives every node restarting empty, one after another", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const name = resource("retake-rolling")
+      const result = yield* redlock.withLock(
+        (lock: Lock) =>
+          Effect.gen(function*() {
+            for (const node of cluster.nodes) {
+              yield* Effect.orDie(node.restart)
+              assert.isNull(yield* Effect.orDie(node.get(name)), "the node restarted empty")
+              // The next extension confirmed on the other two sets it again.
+              const value = yield* eventually(Effect.orDie(node.get(name)), (value) => value !== null)
+              assert.strictEqual(value, lock.value)
+            }
+            return lock.extensions
+          }),
+        name,
+        { ttl }
+      )
+      assert.isAtLeast(result, 3)
+    }))
+
+  it.scopedLive("a manual extend sets the lock again on a node that lost it", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const name = resource("retake-manual")
+      const lock = yield* redlock.lock(name, { ttl: "5 seconds" })
+      yield* Effect.orDie(cluster.nodes[1]!.restart)
+      yield* redlock.extend(lock)
+      assert.strictEqual(yield* eventually(Effect.orDie(cluster.nodes[1]!.get(name)), (value) => value !== null), lock.value)
+      const report = yield* redlock.release(lock)
+      assert.strictEqual(report.released, 3)
+    }))
+
+  it.scopedLive("a lock gone from a majority is lost, and not set again anywhere", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const name = resource("retake-majority")
+      const restartTwo = Effect.orDie(Effect.forEach(cluster.nodes.slice(1), (node) => node.restart, { discard: true }))
+      const lost = yield* Effect.flip(redlock.withLock(Effect.andThen(restartTwo, Effect.never), name, { ttl }))
+      assert.strictEqual(lost._tag === "LockLost" && lost.reason, "expired")
+      yield* Effect.sleep("300 millis")
+      for (const node of cluster.nodes.slice(1)) assert.isNull(yield* Effect.orDie(node.get(name)))
+    }))
+})
