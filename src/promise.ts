@@ -55,9 +55,10 @@ export interface Settings {
   readonly automaticExtensionThreshold: number
   /**
    * effect-redlock's own: take a fencing token with every lock (`Lock.fencingToken`), a number
-   * that grows with each lock of the same resources. See the README's "Fencing tokens".
+   * that grows with each lock of the same resources. See the README's "Fencing tokens". Off by
+   * default; `using` never takes one (its routine could not read it).
    */
-  readonly fencing: boolean
+  readonly fencing?: boolean | undefined
 }
 
 /**
@@ -66,7 +67,7 @@ export interface Settings {
  * @since 0.1.0
  * @category constants
  */
-export const defaultSettings: Settings = {
+export const defaultSettings: Required<Settings> = {
   driftFactor: 0.01,
   retryCount: 10,
   retryDelay: 200,
@@ -165,7 +166,7 @@ const lockOptions = (settings: Settings, duration: number): Redlock_.LockOptions
       delay: Math.max(settings.retryDelay, 1),
       jitter: Math.max(jitter, 0)
     },
-    fencing: settings.fencing
+    fencing: settings.fencing ?? false
   }
 }
 
@@ -219,9 +220,12 @@ export class Lock {
     return this.redlock.release(this)
   }
 
-  /** Releases the lock at the end of an `await using` block; never rejects (see `release`). */
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.redlock.release(this)
+  /**
+   * Releases the lock at the end of an `await using` block. Never rejects: an expired or taken
+   * lock is reported by `release` as usual, and after `quit()` the keys are left to expire.
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.redlock.release(this).then(() => undefined, () => undefined)
   }
 
   /** node-redlock v2–v4: releases the lock, with an optional callback. */
@@ -238,11 +242,12 @@ export class Lock {
 /**
  * node-redlock's `Redlock` class on effect-redlock: the same constructor, methods and settings.
  *
- * Events: each node call that fails or times out while its operation waits for it is emitted as
- * `clientError` (node-redlock v2–v4) and, only when an `error` listener is registered, as `error`
- * (v5), with the error and the node's address. Unlike node-redlock v5, an `error` nobody listens
- * to never crashes the process, and a node that answers "held by another owner" is not an error:
- * that is the operation's result (`ResourceLockedError`).
+ * Events: each node call that fails or times out while its operation still waits for it is
+ * emitted as `clientError` (node-redlock v2–v4) and, when an `error` listener is registered, as
+ * `error` (v5), with the error and the node's label (`host:port`, `cluster`, or the Sentinel
+ * master's name and addresses). A call that fails after its operation was decided is not
+ * emitted (v4 emitted every one). Unlike v5, a node that answers "held by another owner" is not
+ * an `error` event: that is the operation's result (`ResourceLockedError`).
  *
  * @since 0.1.0
  * @category constructors
@@ -256,6 +261,8 @@ export class Redlock extends EventEmitter {
 
   /** The instance's engine, once the runtime is built: `acquire` and `release` run on it directly. */
   private engine: Engine | undefined = undefined
+  /** Set by `quit()`. */
+  private closed = false
 
   constructor(clients: Iterable<Client>, settings: Partial<Settings> = {}) {
     super()
@@ -271,12 +278,15 @@ export class Redlock extends EventEmitter {
     )
   }
 
-  /** Emits a node's failure after the round's callback has returned: a listener cannot disturb it. */
+  /**
+   * Emits a node's failure after the round's callback has returned, so that a listener cannot
+   * disturb it; each event on its own, so that a throwing `clientError` listener does not cost the
+   * `error` event. Nothing after `quit()`.
+   */
   private nodeFailed(node: string, error: Error): void {
-    queueMicrotask(() => {
-      this.emit("clientError", error, node)
-      if (this.listenerCount("error") > 0) this.emit("error", error, node)
-    })
+    if (this.closed) return
+    queueMicrotask(() => this.emit("clientError", error, node))
+    if (this.listenerCount("error") > 0) queueMicrotask(() => this.emit("error", error, node))
   }
 
   /**
@@ -356,6 +366,7 @@ export class Redlock extends EventEmitter {
     const program = Effect.scoped(Effect.gen(function*() {
       const lock = yield* Redlock_.acquire(resources, {
         ...lockOptions(settings, duration),
+        fencing: false,
         autoExtend: threshold >= minThresholdMs ? { threshold } : true
       })
       yield* Effect.forkScoped(
@@ -374,6 +385,7 @@ export class Redlock extends EventEmitter {
   async quit(callback?: Callback<void>): Promise<void> {
     // From now on every operation goes through the disposed runtime, and fails as it did before.
     this.engine = undefined
+    this.closed = true
     const done = this.runtime.dispose().then(() =>
       Promise.all([...this.clients].map((client) => client.quit().catch(() => client.disconnect())))
     ).then(() => undefined)

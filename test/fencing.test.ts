@@ -150,12 +150,20 @@ describe("fencing tokens: the raise round", () => {
         yield* Effect.forEach(cluster.nodes, (node) => node.get(name)),
         [null, null, "someone-else"]
       )
-      raise.open()
+      // The raise, let go now, runs (by EVAL: the node never loaded the script), finds the keys
+      // gone, and leaves node 1's counter where the attempt put it.
+      yield* cluster.nodes[1]!.resetStats
+      yield* Effect.promise(() => raise.open().catch(() => undefined))
+      yield* eventually(Effect.orDie(cluster.nodes[1]!.commandCount("eval")), (count) => count === 1)
+      assert.strictEqual(yield* cluster.nodes[1]!.get(fenceKeyOf(name)), "1")
       assert.strictEqual((yield* Metric.value(RedlockMetrics.acquired)).count, before.count, "no lock was handed out")
     }))
 })
 
-/** Holds back the client's EVALSHA of one script until `open` is called. */
+/**
+ * Holds back the client's EVALSHA of one script until `open` is called, which sends it and
+ * returns its reply.
+ */
 const holdScript = (client: Redis, sha: string) => {
   const evalsha = client.evalsha.bind(client) as (...args: Array<unknown>) => Promise<unknown>
   let calls = 0
@@ -163,12 +171,20 @@ const holdScript = (client: Redis, sha: string) => {
   const gate = new Promise<void>((resolve) => {
     open = resolve
   })
+  let reply: Promise<unknown> = Promise.resolve(undefined)
   ;(client as unknown as { evalsha: typeof evalsha }).evalsha = (...args) => {
     if (args[0] !== sha) return evalsha(...args)
     calls++
-    return gate.then(() => evalsha(...args))
+    reply = gate.then(() => evalsha(...args))
+    return reply
   }
-  return { calls: () => calls, open: () => open() }
+  return {
+    calls: () => calls,
+    open: () => {
+      open()
+      return reply
+    }
+  }
 }
 
 /** Makes the client's EVALSHA of one script fail, as a node that errors would. */

@@ -168,7 +168,11 @@ describe("RedlockMetrics", () => {
       const before = yield* reading
       const lostWith = (name: string, body: Effect.Effect<void>, autoExtend: boolean | Redlock.AutoExtendOptions = true) =>
         Effect.map(
-          Effect.flip(redlock.withLock(Effect.andThen(body, Effect.never), name, { ttl: "300 millis", autoExtend })),
+          // A node timeout of 100 ms, not a twentieth of the ttl: a slow machine must not turn the
+          // capped lock's one extension into an unavailable loss.
+          Effect.flip(
+            redlock.withLock(Effect.andThen(body, Effect.never), name, { ttl: "300 millis", nodeTimeout: "100 millis", autoExtend })
+          ),
           (error) => error._tag === "LockLost" && error.reason
         )
 

@@ -189,21 +189,31 @@ describe("effect-redlock/promise", () => {
       })
       assert.match(String(thrown), /inside the block/)
       assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
-      // A lock released inside the block is not released twice, and disposal does not reject.
+      // A lock released inside the block, or still being released when it ends, is not released
+      // twice, and disposal does not reject.
+      yield* Effect.forEach(cluster.nodes, (node) => node.resetStats, { discard: true })
       yield* promise(async () => {
         await using lock = await redlock.acquire([name], 5_000)
         const report = await lock.release()
         assert.strictEqual(report.released, 3)
       })
-      // Free again: acquired at the first attempt.
-      const again = yield* promise(() => redlock.acquire([name], 5_000, { retryCount: 0 }))
-      yield* promise(() => again.release())
+      yield* promise(async () => {
+        await using lock = await redlock.acquire([name], 5_000)
+        void lock.release()
+      })
+      for (const node of cluster.nodes) assert.strictEqual(yield* node.commandCount("evalsha"), 2, "one delete per lock")
+      // Free again: acquired at the first attempt. Disposed after quit(): no rejection either.
+      yield* promise(async () => {
+        await using _lock = await redlock.acquire([name], 5_000, { retryCount: 0 })
+        await redlock.quit()
+      })
     }))
 
   it.scopedLive("fencing: tokens grow with each lock of a resource; none without the setting", () =>
     Effect.gen(function*() {
       const { clients, redlock } = yield* setup
       const fenced = new Redlock(clients, { fencing: true })
+      yield* Effect.addFinalizer(() => Effect.promise(() => fenced.quit()))
       const name = resource("promise-fencing")
       const plain = yield* promise(() => redlock.acquire([name], 2_000))
       assert.isUndefined(plain.fencingToken)
@@ -227,10 +237,13 @@ describe("effect-redlock/promise", () => {
       const clients = yield* cluster.clients({ enableOfflineQueue: false })
       const redlock = new Redlock(clients, { retryCount: 0 })
       yield* Effect.addFinalizer(() => Effect.promise(() => redlock.quit()))
-      const clientErrors: Array<[Error, string]> = []
-      redlock.on("clientError", (error: Error, node: string) => clientErrors.push([error, node]))
       const failing = cluster.nodes[2]!
       const label = `127.0.0.1:${failing.port}`
+      // Only the failing node's events: on a slow machine a healthy node may time out too.
+      const clientErrors: Array<[Error, string]> = []
+      redlock.on("clientError", (error: Error, node: string) => {
+        if (node === label) clientErrors.push([error, node])
+      })
       // A node that does not answer: the acquire decides on the other two; the release waits for
       // every node, and reports the timeout.
       yield* failing.pause
@@ -251,7 +264,9 @@ describe("effect-redlock/promise", () => {
       assert.isTrue(clientErrors.slice(1).every(([error]) => error instanceof Error && !/in time/.test(error.message)))
       // With an `error` listener, node-redlock v5's event too.
       const errors: Array<string> = []
-      redlock.on("error", (_error: Error, node: string) => errors.push(node))
+      redlock.on("error", (_error: Error, node: string) => {
+        if (node === label) errors.push(node)
+      })
       const third = yield* promise(() => redlock.acquire([resource("events-error")], 5_000))
       yield* promise(() => third.release())
       assert.deepStrictEqual(yield* eventually(Effect.sync(() => errors), (nodes) => nodes.length === 2), [label, label])

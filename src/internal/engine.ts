@@ -576,7 +576,7 @@ const releaseOutcome = (round: Round, index: number): NodeReport["outcome"] => {
 /**
  * Deletes the lock's keys wherever they still hold its value, waiting for `settleAfter` answers
  * (by default every node's). Never fails: an expired or taken lock is reported per node. A second
- * release reports the first one's result without a call.
+ * release, even while the first runs, reports the first one's result without a call.
  */
 export const release = (
   lock: LockState,
@@ -594,6 +594,9 @@ export const startRelease = (
 ): void => {
   const { engine } = lock
   if (lock.releaseReport !== undefined) return onReleased(lock.releaseReport)
+  // A release in flight: this one gets its report, without a second delete.
+  if (lock.releasing !== undefined) return void lock.releasing.push(onReleased)
+  lock.releasing = []
   lock.markReleased(clock.unsafeCurrentTimeMillis())
   startRound(releaseSpec(engine, lock.keys, lock.value, lock.settings.nodeTimeoutMs, settleAfter), clock, (round) => {
     const nodes = engine.nodes.map((node, index): NodeReport => {
@@ -603,6 +606,9 @@ export const startRelease = (
     })
     const report: ReleaseReport = { released: round.tally.granted, nodes }
     lock.releaseReport = report
+    const later = lock.releasing!
+    lock.releasing = undefined
     onReleased(report)
+    for (const waiter of later) waiter(report)
   })
 }

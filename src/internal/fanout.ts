@@ -194,7 +194,7 @@ class RunningRound implements Round, Tally, Waiting<RunningRound> {
     this.outcomes[index] = "error"
     if (this.errors === noErrors) this.errors = new Array<string | undefined>(this.outcomes.length)
     this.errors[index] = messageOf(error)
-    this.nodeFailed(index, "error", error instanceof Error ? error : new Error(messageOf(error)))
+    this.nodeFailed(index, "error", error)
     if (this.isDecided()) this.finish()
   }
 
@@ -211,11 +211,19 @@ class RunningRound implements Round, Tally, Waiting<RunningRound> {
     this.finish()
   }
 
-  private nodeFailed(index: number, outcome: "error" | "timeout", error: Error | undefined): void {
+  private nodeFailed(index: number, outcome: "error" | "timeout", error: unknown): void {
     const node = this.spec.nodes[index]!
     metrics.nodeFailed(node.label, outcome)
-    if (node.onFailure !== undefined) {
-      node.onFailure(node.label, error ?? new Error(`effect-redlock: ${node.label} did not answer in time`))
+    if (node.onFailure === undefined) return
+    const reported = outcome === "timeout"
+      ? new Error(`effect-redlock: ${node.label} did not answer in time`)
+      : error instanceof Error
+      ? error
+      : new Error(messageOf(error))
+    try {
+      node.onFailure(node.label, reported)
+    } catch {
+      // A hook must not throw; one that does cannot be allowed to leave the round undecided.
     }
   }
 
