@@ -326,7 +326,10 @@ export declare namespace Redlock {
     readonly lock: (resources: Resources, options?: LockOptions) => Effect.Effect<Lock.Lock, AcquireError>
     /** Resets the lock's ttl (or sets a new one) on a quorum of nodes. */
     readonly extend: (lock: Lock.Lock, ttl?: Duration.DurationInput) => Effect.Effect<Lock.Lock, LockLost | InvalidArgument>
-    /** Deletes the lock's keys where they still hold its owner value. Never fails. */
+    /**
+     * Deletes the lock's keys where they still hold its owner value. Never fails. Releasing again,
+     * even while the first release runs, returns the first release's report without a call.
+     */
     readonly release: (lock: Lock.Lock) => Effect.Effect<ReleaseReport>
   }
 }
@@ -546,7 +549,8 @@ export const extend = (
   Effect.flatMap(Redlock, (redlock) => redlock.extend(lock, ttl))
 
 /**
- * Releases a lock. Never fails: an expired or taken lock is reported per node.
+ * Releases a lock. Never fails: an expired or taken lock is reported per node. Releasing again,
+ * even while the first release runs, returns the first release's report without a call.
  *
  * @since 0.1.0
  * @category accessors

@@ -160,24 +160,33 @@ describe("fencing tokens: the raise round", () => {
     }))
 })
 
+/** Routes the client's EVALSHA calls of one script through `onCall`, which may `send` them. */
+const interceptScript = (client: Redis, sha: string, onCall: (send: () => Promise<unknown>) => Promise<unknown>) => {
+  const evalsha = client.evalsha.bind(client) as (...args: Array<unknown>) => Promise<unknown>
+  ;(client as unknown as { evalsha: typeof evalsha }).evalsha = (...args) =>
+    args[0] === sha ? onCall(() => evalsha(...args)) : evalsha(...args)
+}
+
+/** Makes the client's EVALSHA of one script fail, as a node that errors would. */
+const refuseScript = (client: Redis, sha: string) =>
+  interceptScript(client, sha, () => Promise.reject(new Error("ERR refused by the test")))
+
 /**
  * Holds back the client's EVALSHA of one script until `open` is called, which sends it and
  * returns its reply.
  */
 const holdScript = (client: Redis, sha: string) => {
-  const evalsha = client.evalsha.bind(client) as (...args: Array<unknown>) => Promise<unknown>
   let calls = 0
   let open: () => void = () => {}
   const gate = new Promise<void>((resolve) => {
     open = resolve
   })
   let reply: Promise<unknown> = Promise.resolve(undefined)
-  ;(client as unknown as { evalsha: typeof evalsha }).evalsha = (...args) => {
-    if (args[0] !== sha) return evalsha(...args)
+  interceptScript(client, sha, (send) => {
     calls++
-    reply = gate.then(() => evalsha(...args))
+    reply = gate.then(send)
     return reply
-  }
+  })
   return {
     calls: () => calls,
     open: () => {
@@ -185,11 +194,4 @@ const holdScript = (client: Redis, sha: string) => {
       return reply
     }
   }
-}
-
-/** Makes the client's EVALSHA of one script fail, as a node that errors would. */
-const refuseScript = (client: Redis, sha: string) => {
-  const evalsha = client.evalsha.bind(client) as (...args: Array<unknown>) => Promise<unknown>
-  ;(client as unknown as { evalsha: typeof evalsha }).evalsha = (...args) =>
-    args[0] === sha ? Promise.reject(new Error("ERR refused by the test")) : evalsha(...args)
 }

@@ -3,7 +3,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import Redlock, { ExecutionError, type Lock, LockError, ResourceLockedError } from "../src/promise.js"
+import Redlock, { ExecutionError, type Lock, LockError, ResourceLockedError, type Settings } from "../src/promise.js"
 import * as RedisNodes from "./support/RedisNodes.js"
 import { eventually, keysEverywhere, resource } from "./support/setup.js"
 
@@ -239,6 +239,16 @@ describe("effect-redlock/promise", () => {
       tokens.push(perCall.fencingToken)
       yield* promise(() => perCall.release())
       assert.deepStrictEqual(tokens, [1, 2, 3, 4])
+      // using takes no token (its routine could not read it): the counter stays where it was.
+      yield* promise(() => fenced.using([name], 2_000, () => Promise.resolve()))
+      const after = yield* promise(() => fenced.acquire([name], 2_000))
+      assert.strictEqual(after.fencingToken, 5)
+      yield* promise(() => after.release())
+      // node-redlock v5's five settings still make a whole Settings.
+      const v5: Settings = { driftFactor: 0.01, retryCount: 1, retryDelay: 10, retryJitter: 0, automaticExtensionThreshold: 100 }
+      const plainV5 = yield* promise(() => redlock.acquire([name], 2_000, v5))
+      assert.isUndefined(plainV5.fencingToken)
+      yield* promise(() => plainV5.release())
     }))
 
   it.scopedLive("node failures are emitted as clientError, and as error only when someone listens", () =>
@@ -283,11 +293,37 @@ describe("effect-redlock/promise", () => {
       assert.lengthOf(clientErrors, 5)
     }))
 
+  it.scopedLive("nothing is emitted after quit(), even for a release that times out after it", () =>
+    Effect.gen(function*() {
+      const cluster = yield* RedisNodes.make(3)
+      const clients = yield* cluster.clients()
+      const redlock = new Redlock(clients, { retryCount: 0 })
+      const events: Array<string> = []
+      redlock.on("clientError", (_error: Error, node: string) => events.push(node))
+      const silent = cluster.nodes[2]!
+      yield* silent.pause
+      const lock = yield* promise(() => redlock.acquire([resource("events-after-quit")], 2_000))
+      // The release waits for the silent node (100 ms node timeout); quit() comes first.
+      const released = lock.release()
+      const quitting = redlock.quit()
+      yield* promise(() => released)
+      yield* Effect.sleep("50 millis")
+      yield* silent.resume
+      yield* promise(() => quitting)
+      assert.deepStrictEqual(events, [])
+    }))
+
   it.scopedLive("bad input rejects with an ExecutionError whose cause is InvalidArgument", () =>
     Effect.gen(function*() {
-      const { clients, redlock } = yield* setup
+      const { clients, cluster, redlock } = yield* setup
       const zero = yield* rejection(() => redlock.acquire(["x"], 0))
       assert.strictEqual((zero as ExecutionError).cause._tag, "InvalidArgument")
+      yield* Effect.forEach(cluster.nodes, (node) => node.resetStats, { discard: true })
+      const fencing = yield* rejection(() => redlock.acquire(["x"], 1_000, { fencing: "yes" as unknown as boolean }))
+      assert.strictEqual((fencing as ExecutionError).cause._tag, "InvalidArgument")
+      for (const node of cluster.nodes) {
+        assert.strictEqual((yield* node.commandCount("set")) + (yield* node.commandCount("evalsha")), 0, "no call")
+      }
       const twice = new Redlock([clients[0]!, clients[0]!])
       const error = yield* rejection(() => twice.acquire(["x"], 1_000))
       assert.strictEqual((error as ExecutionError).cause._tag, "InvalidArgument")

@@ -48,6 +48,19 @@ describe.each([1, 3, 5])("Redlock on %i node(s)", (n) => {
       assert.deepStrictEqual(yield* lockKeys(cluster), Array(n).fill([]))
     }))
 
+  it.scopedLive("releases asked for while one is in flight share its report and send no second delete", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(n)
+      const lock = yield* redlock.lock(resource("release-in-flight"))
+      yield* Effect.forEach(cluster.nodes, (node) => node.resetStats, { discard: true })
+      const reports = yield* Effect.all([redlock.release(lock), redlock.release(lock), redlock.release(lock)], {
+        concurrency: "unbounded"
+      })
+      assert.strictEqual(reports[0]!.released, n)
+      assert.isTrue(reports.every((report) => report === reports[0]), "one report for all")
+      for (const node of cluster.nodes) assert.strictEqual(yield* node.commandCount("evalsha"), 1, "one delete per node")
+    }))
+
   it.scopedLive("a retry Schedule decides how often to try again, and the deadline cuts it short", () =>
     Effect.gen(function*() {
       const { redlock } = yield* withRedlock(n)

@@ -6,7 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import type { Lock } from "../src/Lock.js"
+import * as Lock from "../src/Lock.js"
 import { eventually, resource, withRedlock } from "./support/setup.js"
 
 const ttl = "600 millis"
@@ -17,7 +17,7 @@ describe("re-taking a held lock on nodes that lost it", () => {
       const { cluster, redlock } = yield* withRedlock(3)
       const name = resource("retake-rolling")
       const result = yield* redlock.withLock(
-        (lock: Lock) =>
+        (lock: Lock.Lock) =>
           Effect.gen(function*() {
             for (const node of cluster.nodes) {
               yield* Effect.orDie(node.restart)
@@ -55,5 +55,31 @@ describe("re-taking a held lock on nodes that lost it", () => {
       assert.strictEqual(lost._tag === "LockLost" && lost.reason, "expired")
       yield* Effect.sleep("300 millis")
       for (const node of cluster.nodes.slice(1)) assert.isNull(yield* Effect.orDie(node.get(name)))
+    }))
+
+  it.scopedLive("a node that answers \"gone\" after an extension that reached no quorum is not set again", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const name = resource("retake-unconfirmed")
+      const lock = yield* redlock.lock(name, { ttl: "5 seconds" })
+      // Node 2 lost the key; nodes 1 and 2 answer only after the extension gave up on them, so it
+      // is not confirmed, and the lock stays held (unavailable, not lost) until its validity ends.
+      const [, one, two] = cluster.nodes
+      yield* Effect.orDie(two!.del(name))
+      yield* Effect.orDie(two!.resetStats)
+      yield* Effect.orDie(one!.pause)
+      yield* Effect.orDie(two!.pause)
+      const error = yield* Effect.flip(redlock.extend(lock))
+      assert.strictEqual(error._tag === "LockLost" && error.reason, "unavailable")
+      assert.isTrue(yield* Lock.isHeld(lock))
+      yield* one!.resume
+      yield* two!.resume
+      // Node 2's late "gone" arrives (its extension ran, by EVALSHA or its EVAL fallback).
+      const scriptsRun = Effect.orDie(Effect.map(two!.commandCalls, (calls) => (calls["evalsha"] ?? 0) + (calls["eval"] ?? 0)))
+      yield* eventually(scriptsRun, (count) => count >= 1)
+      yield* Effect.sleep("100 millis")
+      assert.strictEqual(yield* Effect.orDie(two!.commandCount("set")), 0, "no SET NX for an unconfirmed lock")
+      assert.isNull(yield* Effect.orDie(two!.get(name)))
+      yield* redlock.release(lock)
     }))
 })

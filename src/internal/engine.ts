@@ -7,7 +7,7 @@ import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import { identity } from "effect/Function"
+import { constVoid, identity } from "effect/Function"
 import * as Option from "effect/Option"
 import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as ScheduleIntervals from "effect/ScheduleIntervals"
@@ -531,8 +531,6 @@ export const settleExtension = (lock: LockState, settings: Settings, round: Roun
   return lock.lostWith ?? error
 }
 
-const ignore = () => {}
-
 /**
  * Sets the lock again on node `index`, which answered an extension confirmed on a quorum that its
  * keys were gone (it restarted empty, or dropped them): nodes restarting one after another would
@@ -542,7 +540,7 @@ const ignore = () => {}
  * release, sent behind it on the same connection, deletes it.
  */
 const retake = (lock: LockState, settings: Settings, index: number): void => {
-  lock.engine.nodes[index]!.acquire(lock.keys, lock.value, settings.ttlMs).catch(ignore)
+  lock.engine.nodes[index]!.acquire(lock.keys, lock.value, settings.ttlMs).catch(constVoid)
 }
 
 /** Resets the ttl on a quorum (see `settleExtension`). */
@@ -595,8 +593,8 @@ export const startRelease = (
   const { engine } = lock
   if (lock.releaseReport !== undefined) return onReleased(lock.releaseReport)
   // A release in flight: this one gets its report, without a second delete.
-  if (lock.releasing !== undefined) return void lock.releasing.push(onReleased)
-  lock.releasing = []
+  if (lock.releasing) return void (lock.laterReleases ??= []).push(onReleased)
+  lock.releasing = true
   lock.markReleased(clock.unsafeCurrentTimeMillis())
   startRound(releaseSpec(engine, lock.keys, lock.value, lock.settings.nodeTimeoutMs, settleAfter), clock, (round) => {
     const nodes = engine.nodes.map((node, index): NodeReport => {
@@ -606,9 +604,10 @@ export const startRelease = (
     })
     const report: ReleaseReport = { released: round.tally.granted, nodes }
     lock.releaseReport = report
-    const later = lock.releasing!
-    lock.releasing = undefined
+    const later = lock.laterReleases
+    lock.releasing = false
+    lock.laterReleases = undefined
     onReleased(report)
-    for (const waiter of later) waiter(report)
+    if (later !== undefined) for (const waiter of later) waiter(report)
   })
 }

@@ -26,8 +26,10 @@ export class LockState implements Lock.Lock {
   lostWith: LockLost | undefined = undefined
   fencingToken: number | undefined = undefined
   releaseReport: ReleaseReport | undefined = undefined
-  /** While the release round runs: the later releases waiting for its report. */
-  releasing: Array<(report: ReleaseReport) => void> | undefined = undefined
+  /** Whether the release round runs now. */
+  releasing = false
+  /** Releases asked for while the release round runs: they wait for its report. */
+  laterReleases: Array<(report: ReleaseReport) => void> | undefined = undefined
   /** Set while a keeper extends the lock automatically; it alone reports loss then. */
   autoExtending = false
   /** Called once when the lock is lost: the keeper's reaction (interrupting the work). */
