@@ -96,3 +96,14 @@ export const lost: Metric.Metric.Counter<number> = internal.lost
  * @category metrics
  */
 export const nodeFailures: Metric.Metric.Counter<number> = internal.nodeFailures
+
+/**
+ * `redlock_retaken_total`: held locks set again on a node that had lost their keys, tagged `node`
+ * (the node's label). A node loses them when it restarts empty or drops them; once an extension
+ * is confirmed on a quorum, the lock is set again there (see the README's "How it follows the
+ * algorithm"). Counts the SETs that landed.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const retaken: Metric.Metric.Counter<number> = internal.retaken

@@ -19,19 +19,21 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
+import { constVoid } from "effect/Function"
 import * as Option from "effect/Option"
 import { EventEmitter } from "node:events"
+import { createRequire } from "node:module"
 import { type Engine, firstAttempt, retryAfter, startRelease, type Target } from "./internal/engine.js"
 import { liveClock } from "./internal/fanout.js"
 import { makeInstance } from "./internal/instance.js"
 import { LockState } from "./internal/lock.js"
 import type { Client } from "./internal/node.js"
-import { minThresholdMs } from "./internal/quorum.js"
+import { isUnavailable, minThresholdMs, quorumOf } from "./internal/quorum.js"
 import type { Settings as InternalSettings } from "./internal/options.js"
 import { engineOf, targetOf } from "./internal/service.js"
 import * as EffectLock from "./Lock.js"
 import * as Redlock_ from "./Redlock.js"
-import { type InvalidArgument, isRedlockError, type RedlockError } from "./RedlockError.js"
+import { type InvalidArgument, isRedlockError, LockLost, NodeVote, type RedlockError } from "./RedlockError.js"
 
 /**
  * node-redlock's settings.
@@ -133,6 +135,69 @@ export type RedlockAbortSignal = AbortSignal & { error?: Error }
  * @category models
  */
 export type Callback<A> = (error: Error | null, result?: A) => void
+
+/**
+ * A bluebird `Disposer`, as node-redlock v2–v4's `disposer` returns: bluebird's `Promise.using`
+ * takes it, runs the routine with the lock, and releases the lock when the routine settles.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Disposer<R> {
+  /** bluebird's: the promise of the resource (the lock). */
+  promise(): PromiseLike<R>
+  /** bluebird's: the resource, once its promise resolved. */
+  resource(): R | null
+  /** bluebird's: runs the disposal (the release). */
+  tryDispose(inspection: unknown): unknown
+}
+
+/** As much of bluebird's `Promise` class as `disposer` uses. */
+interface Bluebird {
+  resolve<A>(value: PromiseLike<A>): { disposer(dispose: (value: A) => unknown): Disposer<A> }
+}
+
+let bluebird: Bluebird | undefined
+
+/** bluebird, loaded on the first `disposer` call: an optional peer dependency. */
+const loadBluebird = (): Bluebird => {
+  if (bluebird === undefined) {
+    try {
+      bluebird = createRequire(import.meta.url)("bluebird") as Bluebird
+    } catch (error) {
+      throw new TypeError(
+        "effect-redlock/promise: disposer returns a bluebird Disposer and needs the bluebird package " +
+          "(npm install bluebird); without it, use using or await using",
+        { cause: error }
+      )
+    }
+  }
+  return bluebird
+}
+
+const voteOf = (node: Redlock_.NodeReport): NodeVote => {
+  const outcome = node.outcome === "released" ? "granted" : node.outcome === "not-held" ? "denied" : node.outcome
+  return new NodeVote(node.error === undefined ? { node: node.node, outcome } : { node: node.node, outcome, error: node.error })
+}
+
+/**
+ * A release judged as node-redlock v2–v4's `unlock` judged it: a failure unless a quorum deleted
+ * the keys. The lock was gone (expired, or taken after it expired) when a majority no longer held
+ * it, else the nodes could not say.
+ */
+const releaseFailure = (lock: Lock, report: Redlock_.ReleaseReport): ExecutionError | undefined => {
+  const nodes = report.nodes.length
+  const quorum = quorumOf(nodes)
+  if (report.released >= quorum) return undefined
+  const failed = report.nodes.filter((node) => node.outcome !== "released" && node.outcome !== "not-held").length
+  return new ExecutionError(
+    new LockLost({
+      resources: lock.handle.resources,
+      reason: isUnavailable(failed, nodes, quorum) ? "unavailable" : "expired",
+      votes: report.nodes.map(voteOf)
+    })
+  )
+}
 
 const toError = (error: RedlockError): ExecutionError =>
   error._tag === "LockContended" ? new ResourceLockedError(error) : new ExecutionError(error)
@@ -337,6 +402,33 @@ export class Redlock extends EventEmitter {
   /** node-redlock v2–v4: releases a lock, with an optional callback. */
   unlock(lock: Lock, callback?: Callback<Redlock_.ReleaseReport>): Promise<Redlock_.ReleaseReport> {
     return withCallback(this.release(lock), callback)
+  }
+
+  /**
+   * node-redlock v2–v4: a bluebird `Disposer` for bluebird's `Promise.using`, which takes the lock,
+   * runs the routine with it, and releases it when the routine settles. `errorHandler` is told
+   * when the release fails, or when it finds the lock gone from a majority of the nodes (an
+   * `ExecutionError` whose cause is a `LockLost`): the routine may have run unprotected. Needs
+   * the `bluebird` package (an optional peer dependency); throws a `TypeError` without it.
+   *
+   * @example
+   * ```ts
+   * import Bluebird from "bluebird"
+   *
+   * await Bluebird.using(redlock.disposer("account:42", 5000, console.error), (lock: Lock) => transfer())
+   * ```
+   */
+  disposer(
+    resources: string | ReadonlyArray<string>,
+    ttl: number,
+    errorHandler: (error: Error) => void = constVoid
+  ): Disposer<Lock> {
+    return loadBluebird().resolve(this.acquire(resources, ttl)).disposer((lock) =>
+      this.release(lock).then((report) => {
+        const failure = releaseFailure(lock, report)
+        if (failure !== undefined) errorHandler(failure)
+      }, errorHandler)
+    )
   }
 
   /** Extends a lock to `duration` ms from now; rejects with an `ExecutionError` (cause `LockLost`). */

@@ -6,10 +6,17 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
 import * as Lock from "../src/Lock.js"
+import * as RedlockMetrics from "../src/RedlockMetrics.js"
+import type * as RedisNodes from "./support/RedisNodes.js"
 import { eventually, resource, withRedlock } from "./support/setup.js"
 
 const ttl = "600 millis"
+
+/** `redlock_retaken_total` for a node. */
+const retakenOn = (node: RedisNodes.RedisNode) =>
+  Effect.map(Metric.value(Metric.tagged(RedlockMetrics.retaken, "node", `127.0.0.1:${node.port}`)), (state) => state.count)
 
 describe("re-taking a held lock on nodes that lost it", () => {
   it.scopedLive("withLock survives every node restarting empty, one after another", () =>
@@ -40,8 +47,12 @@ describe("re-taking a held lock on nodes that lost it", () => {
       const name = resource("retake-manual")
       const lock = yield* redlock.lock(name, { ttl: "5 seconds" })
       yield* Effect.orDie(cluster.nodes[1]!.restart)
+      const before = yield* Effect.forEach(cluster.nodes, retakenOn)
       yield* redlock.extend(lock)
       assert.strictEqual(yield* eventually(Effect.orDie(cluster.nodes[1]!.get(name)), (value) => value !== null), lock.value)
+      // Counted for that node only, once its SET landed.
+      const counted = yield* eventually(Effect.forEach(cluster.nodes, retakenOn), (counts) => counts[1] === before[1]! + 1)
+      assert.deepStrictEqual(counted, [before[0], before[1]! + 1, before[2]])
       const report = yield* redlock.release(lock)
       assert.strictEqual(report.released, 3)
     }))
@@ -67,6 +78,7 @@ describe("re-taking a held lock on nodes that lost it", () => {
       const [, one, two] = cluster.nodes
       yield* Effect.orDie(two!.del(name))
       yield* Effect.orDie(two!.resetStats)
+      const before = yield* retakenOn(two!)
       yield* Effect.orDie(one!.pause)
       yield* Effect.orDie(two!.pause)
       const error = yield* Effect.flip(redlock.extend(lock))
@@ -79,6 +91,7 @@ describe("re-taking a held lock on nodes that lost it", () => {
       yield* eventually(scriptsRun, (count) => count >= 1)
       yield* Effect.sleep("100 millis")
       assert.strictEqual(yield* Effect.orDie(two!.commandCount("set")), 0, "no SET NX for an unconfirmed lock")
+      assert.strictEqual(yield* retakenOn(two!), before)
       assert.isNull(yield* Effect.orDie(two!.get(name)))
       yield* redlock.release(lock)
     }))

@@ -537,10 +537,14 @@ export const settleExtension = (lock: LockState, settings: Settings, round: Roun
  * otherwise wear a held lock down below a quorum. Safe because a quorum holds the lock: no other
  * owner can hold a majority meanwhile, and a node that holds another owner's value refuses the
  * SET NX. Nobody waits for it: the next extension counts the node again if it landed, and a
- * release, sent behind it on the same connection, deletes it.
+ * release, sent behind it on the same connection, deletes it. One that landed is counted in
+ * `redlock_retaken_total`.
  */
 const retake = (lock: LockState, settings: Settings, index: number): void => {
-  lock.engine.nodes[index]!.acquire(lock.keys, lock.value, settings.ttlMs).catch(constVoid)
+  const node = lock.engine.nodes[index]!
+  node.acquire(lock.keys, lock.value, settings.ttlMs).then((reply) => {
+    if (reply === 1) metrics.lockRetaken(node.label)
+  }, constVoid)
 }
 
 /** Resets the ttl on a quorum (see `settleExtension`). */

@@ -23,6 +23,10 @@ const nodeFailuresKey = counterKey(
   "redlock_node_failures_total",
   "Node calls that failed or timed out while their round waited for them, by node and outcome"
 )
+const retakenKey = counterKey(
+  "redlock_retaken_total",
+  "Held locks set again on a node that had lost their keys (restarted empty), by node"
+)
 
 /** Bucket bounds at powers of two from 1 ms up to 2^`power` ms, then one for everything above. */
 const millisecondBuckets = (power: number) => MetricBoundaries.exponential({ start: 1, factor: 2, count: power + 2 })
@@ -45,6 +49,7 @@ export const holdTime = Metric.histogram(
 export const extensions = Metric.fromMetricKey(extensionsKey)
 export const lost = Metric.fromMetricKey(lostKey)
 export const nodeFailures = Metric.fromMetricKey(nodeFailuresKey)
+export const retaken = Metric.fromMetricKey(retakenKey)
 
 const noLabels: ReadonlyArray<MetricLabel.MetricLabel> = []
 
@@ -64,7 +69,26 @@ const lostBy: Record<LossReason, Metric.Metric.Counter<number>> = {
   limit: taggedCounter(lostKey, [["reason", "limit"]])
 }
 
-const failuresByNode = new Map<string, { readonly error: Metric.Metric.Counter<number>; readonly timeout: Metric.Metric.Counter<number> }>()
+/** A tagged counter per node label, made on the node's first update. */
+const perNode = <A>(make: (node: string) => A) => {
+  const byNode = new Map<string, A>()
+  return (node: string): A => {
+    let counters = byNode.get(node)
+    if (counters === undefined) {
+      counters = make(node)
+      byNode.set(node, counters)
+    }
+    return counters
+  }
+}
+
+const failuresOf = perNode((node) => ({
+  error: taggedCounter(nodeFailuresKey, [["node", node], ["outcome", "error"]]),
+  timeout: taggedCounter(nodeFailuresKey, [["node", node], ["outcome", "timeout"]])
+}))
+
+const retakenOn = perNode((node) => taggedCounter(retakenKey, [["node", node]]))
+
 
 /** An attempt started. */
 export const attemptStarted = (): void => attempts.unsafeUpdate(1, noLabels)
@@ -93,14 +117,8 @@ export const lockExtended = (): void => extensions.unsafeUpdate(1, noLabels)
 export const lockLost = (reason: LossReason): void => lostBy[reason].unsafeUpdate(1, noLabels)
 
 /** A node's call failed or timed out while its round waited for it. */
-export const nodeFailed = (node: string, outcome: "error" | "timeout"): void => {
-  let counters = failuresByNode.get(node)
-  if (counters === undefined) {
-    counters = {
-      error: taggedCounter(nodeFailuresKey, [["node", node], ["outcome", "error"]]),
-      timeout: taggedCounter(nodeFailuresKey, [["node", node], ["outcome", "timeout"]])
-    }
-    failuresByNode.set(node, counters)
-  }
-  counters[outcome].unsafeUpdate(1, noLabels)
-}
+export const nodeFailed = (node: string, outcome: "error" | "timeout"): void =>
+  failuresOf(node)[outcome].unsafeUpdate(1, noLabels)
+
+/** A held lock was set again on a node that had lost its keys. */
+export const lockRetaken = (node: string): void => retakenOn(node).unsafeUpdate(1, noLabels)

@@ -1,0 +1,154 @@
+/**
+ * The Promise façade's `disposer` (node-redlock v2–v4) with bluebird's `Promise.using`, against
+ * real nodes.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import Bluebird from "bluebird"
+import * as Effect from "effect/Effect"
+import { execFile } from "node:child_process"
+import { setTimeout as sleep } from "node:timers/promises"
+import Redlock, { ExecutionError, type Lock, ResourceLockedError } from "../src/promise.js"
+import type { LockLost } from "../src/RedlockError.js"
+import * as RedisNodes from "./support/RedisNodes.js"
+import { eventually, keysEverywhere, resource } from "./support/setup.js"
+
+const setup = (clientOptions: Parameters<RedisNodes.RedisNodes["clients"]>[0] = {}) =>
+  Effect.gen(function*() {
+    const cluster = yield* RedisNodes.make(3)
+    const clients = yield* cluster.clients(clientOptions)
+    const redlock = yield* Effect.acquireRelease(
+      Effect.sync(() => new Redlock(clients, { retryCount: 2, retryDelay: 20, retryJitter: 10 })),
+      (redlock) => Effect.promise(() => redlock.quit())
+    )
+    /** The errors `errorHandler` was given. */
+    const handled: Array<Error> = []
+    return { cluster, redlock, handled, handler: (error: Error) => void handled.push(error) }
+  })
+
+/** The test keys on every node, read once. */
+const keysNow = (cluster: RedisNodes.RedisNodes) =>
+  Effect.forEach(cluster.nodes, (node) => Effect.map(node.keys("test:*"), (keys) => [...keys].sort()))
+
+/** What `Promise.using` settled with: its value, or its rejection. */
+const settled = <A>(run: () => PromiseLike<A>) =>
+  Effect.promise(() =>
+    Promise.resolve(run()).then(
+      (value) => ({ ok: true as const, value }),
+      (error: unknown) => ({ ok: false as const, error })
+    )
+  )
+
+describe("effect-redlock/promise disposer", () => {
+  it.scopedLive("Promise.using holds the lock while the routine runs and releases it after, also when it rejects", () =>
+    Effect.gen(function*() {
+      const { cluster, handled, handler, redlock } = yield* setup()
+      const names = [resource("disposer-a"), resource("disposer-b")]
+      const seen: Array<ReadonlyArray<ReadonlyArray<string>>> = []
+      const result = yield* settled(() =>
+        Bluebird.using(redlock.disposer(names, 10_000, handler), async (lock: Lock) => {
+          assert.deepStrictEqual(lock.resources, names)
+          seen.push(await Effect.runPromise(keysNow(cluster)))
+          return 42
+        })
+      )
+      assert.deepStrictEqual(result, { ok: true, value: 42 })
+      assert.deepStrictEqual(seen, [[[...names].sort(), [...names].sort(), [...names].sort()]])
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
+
+      const boom = new Error("boom")
+      const failed = yield* settled(() =>
+        Bluebird.using(redlock.disposer(names[0]!, 10_000, handler), async () => {
+          seen.push(await Effect.runPromise(keysNow(cluster)))
+          throw boom
+        })
+      )
+      assert.deepStrictEqual(failed, { ok: false, error: boom })
+      assert.deepStrictEqual(seen[1], [[names[0]!], [names[0]!], [names[0]!]])
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
+      assert.deepStrictEqual(handled, [])
+    }))
+
+  it.scopedLive("a held resource rejects with ResourceLockedError and the routine never runs; bad input with InvalidArgument", () =>
+    Effect.gen(function*() {
+      const { cluster, handled, handler, redlock } = yield* setup()
+      const name = resource("disposer-held")
+      const holder = yield* Effect.promise(() => redlock.acquire(name, 5_000))
+      let ran = 0
+      const routine = async () => void ran++
+      const refused = yield* settled(() => Bluebird.using(redlock.disposer(name, 2_000, handler), routine))
+      assert.isFalse(refused.ok)
+      assert.instanceOf(!refused.ok && refused.error, ResourceLockedError)
+      yield* Effect.promise(() => holder.release())
+
+      yield* Effect.forEach(cluster.nodes, (node) => node.resetStats)
+      const invalid = yield* settled(() => Bluebird.using(redlock.disposer(name, -5, handler), routine))
+      assert.isFalse(invalid.ok)
+      const error = !invalid.ok ? invalid.error : undefined
+      assert.instanceOf(error, ExecutionError)
+      assert.strictEqual((error as ExecutionError).cause._tag, "InvalidArgument")
+      const sets = yield* Effect.forEach(cluster.nodes, (node) => node.commandCount("set"))
+      assert.deepStrictEqual(sets, [0, 0, 0])
+      assert.strictEqual(ran, 0)
+      assert.deepStrictEqual(handled, [])
+    }))
+
+  it.scopedLive("the error handler learns that the lock expired while the routine ran", () =>
+    Effect.gen(function*() {
+      const { cluster, handled, handler, redlock } = yield* setup()
+      const result = yield* settled(() =>
+        Bluebird.using(redlock.disposer(resource("disposer-expired"), 100, handler), async () => {
+          await sleep(250)
+          return "late"
+        })
+      )
+      assert.deepStrictEqual(result, { ok: true, value: "late" })
+      yield* eventually(Effect.sync(() => handled.length), (count) => count === 1)
+      const [error] = handled
+      assert.instanceOf(error, ExecutionError)
+      const lost = (error as ExecutionError).cause as LockLost
+      assert.strictEqual(lost._tag, "LockLost")
+      assert.strictEqual(lost.reason, "expired")
+      assert.deepStrictEqual(lost.votes.map((vote) => vote.outcome), ["denied", "denied", "denied"])
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
+    }))
+
+  it.scopedLive("a release that reaches no majority is reported to the error handler as unavailable", () =>
+    Effect.gen(function*() {
+      const { cluster, handled, handler, redlock } = yield* setup({ enableOfflineQueue: false })
+      const result = yield* settled(() =>
+        Bluebird.using(redlock.disposer(resource("disposer-down"), 5_000, handler), async () => {
+          await Effect.runPromise(Effect.andThen(cluster.nodes[1]!.kill, cluster.nodes[2]!.kill))
+          return "done"
+        })
+      )
+      assert.deepStrictEqual(result, { ok: true, value: "done" })
+      yield* eventually(Effect.sync(() => handled.length), (count) => count === 1)
+      const lost = (handled[0] as ExecutionError).cause as LockLost
+      assert.strictEqual(lost.reason, "unavailable")
+      assert.deepStrictEqual(lost.votes.map((vote) => vote.outcome), ["granted", "error", "error"])
+      assert.deepStrictEqual(yield* cluster.nodes[0]!.keys("test:*"), [])
+    }))
+
+  it.live("without bluebird installed, disposer throws a TypeError that says so", () =>
+    Effect.gen(function*() {
+      // A fresh process in which resolving "bluebird" fails, as where it is not installed.
+      const script = `
+        const Module = require("node:module")
+        const resolve = Module._resolveFilename
+        Module._resolveFilename = function (request, ...rest) {
+          if (request === "bluebird") throw Object.assign(new Error("Cannot find module 'bluebird'"), { code: "MODULE_NOT_FOUND" })
+          return resolve.call(this, request, ...rest)
+        }
+        import("./src/promise.ts").then(({ default: Redlock }) => {
+          try { new Redlock([]).disposer("r", 1000); console.log("no error") }
+          catch (error) { console.log(error.constructor.name + ": " + error.message) }
+        })`
+      const output = yield* Effect.promise(() =>
+        new Promise<string>((resolve, reject) =>
+          execFile(process.execPath, ["--import", "tsx", "-e", script], { cwd: new URL("..", import.meta.url) }, (error, stdout) =>
+            error === null ? resolve(stdout.trim()) : reject(error))
+        )
+      )
+      assert.match(output, /^TypeError: .*disposer returns a bluebird Disposer and needs the bluebird package/)
+    }))
+})
