@@ -215,8 +215,8 @@ export interface NodeReport {
   readonly node: string
   /**
    * `not-held`: the key had expired or belonged to another owner; it was left alone. `pending`:
-   * the delete was sent, but the release did not wait for the answer (a scope's release waits
-   * for a quorum only).
+   * the delete was sent, but the release did not wait for the answer: a release is done once a
+   * quorum of nodes deleted the keys (a scope's release, once a quorum answered).
    */
   readonly outcome: "released" | "not-held" | "error" | "timeout" | "pending"
   /** The node's error message, when the outcome is `error`. */
@@ -230,7 +230,10 @@ export interface NodeReport {
  * @category models
  */
 export interface ReleaseReport {
-  /** How many nodes deleted the lock's keys. */
+  /**
+   * How many nodes deleted the lock's keys before the release was done: at least the quorum when
+   * the lock was still held; the deletes not waited for (`pending`) still land.
+   */
   readonly released: number
   /** What each node did, in the order of the clients. */
   readonly nodes: ReadonlyArray<NodeReport>
@@ -327,7 +330,9 @@ export declare namespace Redlock {
     /** Resets the lock's ttl (or sets a new one) on a quorum of nodes. */
     readonly extend: (lock: Lock.Lock, ttl?: Duration.DurationInput) => Effect.Effect<Lock.Lock, LockLost | InvalidArgument>
     /**
-     * Deletes the lock's keys where they still hold its owner value. Never fails. Releasing again,
+     * Deletes the lock's keys where they still hold its owner value. Done as soon as a quorum of
+     * nodes deleted them (the lock is free; the other deletes still land), else once every node
+     * answered or timed out, so that the report says what each did. Never fails. Releasing again,
      * even while the first release runs, returns the first release's report without a call.
      */
     readonly release: (lock: Lock.Lock) => Effect.Effect<ReleaseReport>
@@ -549,8 +554,9 @@ export const extend = (
   Effect.flatMap(Redlock, (redlock) => redlock.extend(lock, ttl))
 
 /**
- * Releases a lock. Never fails: an expired or taken lock is reported per node. Releasing again,
- * even while the first release runs, returns the first release's report without a call.
+ * Releases a lock: done as soon as a quorum of nodes deleted its keys, else once every node
+ * answered. Never fails: an expired or taken lock is reported per node. Releasing again, even
+ * while the first release runs, returns the first release's report without a call.
  *
  * @since 0.1.0
  * @category accessors

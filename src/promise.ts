@@ -1,7 +1,7 @@
 /**
  * A Promise façade for node-redlock users: the v5 API (`acquire` / `release` / `extend` /
- * `using`), the v2–v4 names (`lock` / `unlock`, Node-style callbacks) and node-redlock's settings,
- * running on effect-redlock underneath. No Effect knowledge needed.
+ * `using`), the v2–v4 names (`lock` / `unlock`, Node-style callbacks, bluebird's `disposer`) and
+ * node-redlock's settings, running on effect-redlock underneath. No Effect knowledge needed.
  *
  * @example
  * ```ts
@@ -23,17 +23,17 @@ import { constVoid } from "effect/Function"
 import * as Option from "effect/Option"
 import { EventEmitter } from "node:events"
 import { createRequire } from "node:module"
-import { type Engine, firstAttempt, retryAfter, startRelease, type Target } from "./internal/engine.js"
+import { type Engine, firstAttempt, lossAtRelease, retryAfter, startRelease, type Target } from "./internal/engine.js"
 import { liveClock } from "./internal/fanout.js"
 import { makeInstance } from "./internal/instance.js"
 import { LockState } from "./internal/lock.js"
 import type { Client } from "./internal/node.js"
-import { isUnavailable, minThresholdMs, quorumOf } from "./internal/quorum.js"
+import { minThresholdMs } from "./internal/quorum.js"
 import type { Settings as InternalSettings } from "./internal/options.js"
 import { engineOf, targetOf } from "./internal/service.js"
 import * as EffectLock from "./Lock.js"
 import * as Redlock_ from "./Redlock.js"
-import { type InvalidArgument, isRedlockError, LockLost, NodeVote, type RedlockError } from "./RedlockError.js"
+import { type InvalidArgument, isRedlockError, type RedlockError } from "./RedlockError.js"
 
 /**
  * node-redlock's settings.
@@ -147,7 +147,7 @@ export interface Disposer<R> {
   /** bluebird's: the promise of the resource (the lock). */
   promise(): PromiseLike<R>
   /** bluebird's: the resource, once its promise resolved. */
-  resource(): R | null
+  resource(): unknown
   /** bluebird's: runs the disposal (the release). */
   tryDispose(inspection: unknown): unknown
 }
@@ -165,6 +165,7 @@ const loadBluebird = (): Bluebird => {
     try {
       bluebird = createRequire(import.meta.url)("bluebird") as Bluebird
     } catch (error) {
+      if ((error as { code?: unknown } | null)?.code !== "MODULE_NOT_FOUND") throw error
       throw new TypeError(
         "effect-redlock/promise: disposer returns a bluebird Disposer and needs the bluebird package " +
           "(npm install bluebird); without it, use using or await using",
@@ -175,34 +176,13 @@ const loadBluebird = (): Bluebird => {
   return bluebird
 }
 
-const voteOf = (node: Redlock_.NodeReport): NodeVote => {
-  const outcome = node.outcome === "released" ? "granted" : node.outcome === "not-held" ? "denied" : node.outcome
-  return new NodeVote(node.error === undefined ? { node: node.node, outcome } : { node: node.node, outcome, error: node.error })
-}
-
-/**
- * A release judged as node-redlock v2–v4's `unlock` judged it: a failure unless a quorum deleted
- * the keys. The lock was gone (expired, or taken after it expired) when a majority no longer held
- * it, else the nodes could not say.
- */
-const releaseFailure = (lock: Lock, report: Redlock_.ReleaseReport): ExecutionError | undefined => {
-  const nodes = report.nodes.length
-  const quorum = quorumOf(nodes)
-  if (report.released >= quorum) return undefined
-  const failed = report.nodes.filter((node) => node.outcome !== "released" && node.outcome !== "not-held").length
-  return new ExecutionError(
-    new LockLost({
-      resources: lock.handle.resources,
-      reason: isUnavailable(failed, nodes, quorum) ? "unavailable" : "expired",
-      votes: report.nodes.map(voteOf)
-    })
-  )
-}
-
 const toError = (error: RedlockError): ExecutionError =>
   error._tag === "LockContended" ? new ResourceLockedError(error) : new ExecutionError(error)
 
-/** Runs an operation; effect-redlock errors become `ExecutionError`s, anything else stays as it is. */
+/**
+ * Runs an operation; effect-redlock errors become `ExecutionError`s, other failures stay as they
+ * are, and a defect that is no `Error` becomes one.
+ */
 const run = <A>(
   runtime: ManagedRuntime.ManagedRuntime<Redlock_.Redlock, InvalidArgument>,
   effect: Effect.Effect<A, unknown, Redlock_.Redlock>
@@ -213,7 +193,8 @@ const run = <A>(
     if (Option.isSome(failure)) {
       throw isRedlockError(failure.value) ? toError(failure.value) : failure.value
     }
-    throw Cause.squash(exit.cause)
+    const defect = Cause.squash(exit.cause)
+    throw defect instanceof Error ? defect : new Error(String(defect))
   })
 
 /** Calls `callback` when given, keeping the returned promise handled. */
@@ -343,6 +324,13 @@ export class Redlock extends EventEmitter {
     )
   }
 
+  /** Runs an operation on the instance; after `quit()`, rejects with an `Error` that says so. */
+  private run<A>(effect: Effect.Effect<A, unknown, Redlock_.Redlock>): Promise<A> {
+    return this.closed
+      ? Promise.reject(new Error("effect-redlock/promise: quit() was called; this Redlock takes no more operations"))
+      : run(this.runtime, effect)
+  }
+
   /**
    * Emits a node's failure after the round's callback has returned, so that a listener cannot
    * disturb it; each event on its own, so that a throwing `clientError` listener does not cost the
@@ -369,7 +357,7 @@ export class Redlock extends EventEmitter {
         this.engine = engineOf(service)
         return service.lock(resources, options)
       })
-      return run(this.runtime, locked).then(held)
+      return this.run(locked).then(held)
     }
     let target: Target
     let resolved: InternalSettings
@@ -379,11 +367,11 @@ export class Redlock extends EventEmitter {
       return Promise.reject(isRedlockError(error) ? toError(error) : error)
     }
     // Waiters of this instance are queued on these keys: take a place behind them, as `lock` does.
-    if (engine.waker?.isQueued(target.keys)) return run(this.runtime, Redlock_.lock(resources, options)).then(held)
+    if (engine.waker?.isQueued(target.keys)) return this.run(Redlock_.lock(resources, options)).then(held)
     return firstAttempt(engine, target, resolved, liveClock).then((result) =>
       result instanceof LockState
         ? held(result)
-        : run(this.runtime, retryAfter(engine, target, resolved, liveClock, result)).then(held)
+        : this.run(retryAfter(engine, target, resolved, liveClock, result)).then(held)
     )
   }
 
@@ -392,10 +380,14 @@ export class Redlock extends EventEmitter {
     return withCallback(this.acquire(resources, ttl), callback)
   }
 
-  /** Releases a lock; never rejects for an expired or taken lock (the report says per node). */
+  /**
+   * Releases a lock: resolves as soon as a quorum of nodes deleted its keys (the other deletes
+   * still land), else once every node answered. Never rejects for an expired or taken lock (the
+   * report says per node).
+   */
   release(lock: Lock, _settings?: Partial<Settings>): Promise<Redlock_.ReleaseReport> {
     const { handle } = lock
-    if (!(handle instanceof LockState) || this.engine === undefined) return run(this.runtime, Redlock_.release(handle))
+    if (!(handle instanceof LockState) || this.engine === undefined) return this.run(Redlock_.release(handle))
     return new Promise((resolve) => startRelease(handle, liveClock, handle.engine.nodes.length, resolve))
   }
 
@@ -406,10 +398,14 @@ export class Redlock extends EventEmitter {
 
   /**
    * node-redlock v2–v4: a bluebird `Disposer` for bluebird's `Promise.using`, which takes the lock,
-   * runs the routine with it, and releases it when the routine settles. `errorHandler` is told
-   * when the release fails, or when it finds the lock gone from a majority of the nodes (an
-   * `ExecutionError` whose cause is a `LockLost`): the routine may have run unprotected. Needs
-   * the `bluebird` package (an optional peer dependency); throws a `TypeError` without it.
+   * runs the routine with it, and releases it when the routine settles (`using` settles after the
+   * release). `errorHandler` is told when the release deletes the keys on fewer than a majority of
+   * the nodes — an `ExecutionError` whose cause is a `LockLost` (`expired`, or `unavailable` when
+   * the nodes could not say): the routine may have run unprotected — and when it cannot run at all
+   * (after `quit()`). Like v4, an `errorHandler` that throws is thrown by bluebird outside any
+   * promise. Needs the `bluebird` package (an optional peer dependency); throws a `TypeError`
+   * without it. With `@types/bluebird`, annotate the routine's parameter (`lock: Lock`): bluebird's
+   * `Disposer` type is an empty class that carries no type to infer from.
    *
    * @example
    * ```ts
@@ -421,20 +417,21 @@ export class Redlock extends EventEmitter {
   disposer(
     resources: string | ReadonlyArray<string>,
     ttl: number,
-    errorHandler: (error: Error) => void = constVoid
+    errorHandler?: ((error: Error) => void) | null
   ): Disposer<Lock> {
+    const handle = errorHandler ?? constVoid
     return loadBluebird().resolve(this.acquire(resources, ttl)).disposer((lock) =>
       this.release(lock).then((report) => {
-        const failure = releaseFailure(lock, report)
-        if (failure !== undefined) errorHandler(failure)
-      }, errorHandler)
+        const lost = lock.handle instanceof LockState ? lossAtRelease(lock.handle, report) : undefined
+        if (lost !== undefined) handle(new ExecutionError(lost))
+      }, handle)
     )
   }
 
   /** Extends a lock to `duration` ms from now; rejects with an `ExecutionError` (cause `LockLost`). */
   extend(lock: Lock, duration: number, settingsOrCallback?: Partial<Settings> | Callback<Lock>): Promise<Lock> {
     const callback = typeof settingsOrCallback === "function" ? settingsOrCallback : undefined
-    return withCallback(run(this.runtime, Redlock_.extend(lock.handle, duration)).then(() => lock), callback)
+    return withCallback(this.run(Redlock_.extend(lock.handle, duration)).then(() => lock), callback)
   }
 
   /**
@@ -470,7 +467,7 @@ export class Redlock extends EventEmitter {
       )
       return yield* Effect.tryPromise({ try: () => routine(signal), catch: (error) => error })
     }))
-    return run(this.runtime, program)
+    return this.run(program)
   }
 
   /** Stops the façade and closes the clients, as node-redlock's `quit` does. */

@@ -4,8 +4,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import Redlock, { ExecutionError, type Lock, LockError, ResourceLockedError, type Settings } from "../src/promise.js"
+import type { ReleaseReport } from "../src/Redlock.js"
 import * as RedisNodes from "./support/RedisNodes.js"
-import { eventually, keysEverywhere, resource } from "./support/setup.js"
+import { assertReleased, eventually, keysEverywhere, resource } from "./support/setup.js"
 
 const setup = Effect.gen(function*() {
   const cluster = yield* RedisNodes.make(3)
@@ -70,8 +71,7 @@ describe("effect-redlock/promise", () => {
       const extended = yield* promise(() => lock.extend(10_000))
       assert.strictEqual(extended, lock)
       assert.isAbove(lock.expiration, before + 5_000)
-      const report = yield* promise(() => lock.release())
-      assert.strictEqual(report.released, 3)
+      assertReleased(yield* promise(() => lock.release()), 2)
       assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
     }))
 
@@ -90,10 +90,10 @@ describe("effect-redlock/promise", () => {
       yield* Effect.async<void>((resume) => {
         lock.extend(3_000, (error) => resume(error ? Effect.die(error) : Effect.void))
       })
-      const released = yield* Effect.async<number>((resume) => {
-        lock.unlock((error, report) => resume(error ? Effect.die(error) : Effect.succeed(report!.released)))
+      const report = yield* Effect.async<ReleaseReport>((resume) => {
+        lock.unlock((error, report) => resume(error ? Effect.die(error) : Effect.succeed(report!)))
       })
-      assert.strictEqual(released, 3)
+      assertReleased(report, 2)
       assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
     }))
 
@@ -162,8 +162,7 @@ describe("effect-redlock/promise", () => {
       // Freed while a waiter retries: the waiter gets it.
       const waiting = redlock.acquire([name], 2_000, { retryCount: 50, retryDelay: 20 })
       yield* Effect.sleep("30 millis")
-      const report = yield* promise(() => lock.release())
-      assert.strictEqual(report.released, 3)
+      assertReleased(yield* promise(() => lock.release()), 2)
       const next = yield* promise(() => waiting)
       assert.isAbove(next.attempts, 1)
       yield* promise(() => next.release())
@@ -178,8 +177,11 @@ describe("effect-redlock/promise", () => {
       // After quit(), every operation rejects, as before the engine was used directly.
       const kept = yield* promise(() => redlock.acquire([resource("kept")], 2_000))
       yield* promise(() => redlock.quit())
-      assert.match(String(yield* rejection(() => kept.release())), /disposed/)
-      assert.match(String(yield* rejection(() => redlock.acquire([resource("after")], 1_000))), /disposed/)
+      const afterQuit = [yield* rejection(() => kept.release()), yield* rejection(() => redlock.acquire([resource("after")], 1_000))]
+      for (const error of afterQuit) {
+        assert.instanceOf(error, Error)
+        assert.match((error as Error).message, /quit\(\) was called/)
+      }
     }))
 
   it.scopedLive("await using releases the lock when the block ends, and when it throws", () =>
@@ -204,14 +206,17 @@ describe("effect-redlock/promise", () => {
       yield* Effect.forEach(cluster.nodes, (node) => node.resetStats, { discard: true })
       yield* promise(async () => {
         await using lock = await redlock.acquire([name], 5_000)
-        const report = await lock.release()
-        assert.strictEqual(report.released, 3)
+        assertReleased(await lock.release(), 2)
       })
       yield* promise(async () => {
         await using lock = await redlock.acquire([name], 5_000)
         void lock.release()
       })
-      for (const node of cluster.nodes) assert.strictEqual(yield* node.commandCount("evalsha"), 2, "one delete per lock")
+      // The last deletes may land after the release was done (on a quorum).
+      yield* Effect.sleep("50 millis")
+      for (const node of cluster.nodes) {
+        assert.strictEqual(yield* eventually(node.commandCount("evalsha"), (count) => count >= 2), 2, "one delete per lock")
+      }
       // Free again: acquired at the first attempt. Disposed after quit(): no rejection either.
       yield* promise(async () => {
         await using _lock = await redlock.acquire([name], 5_000, { retryCount: 0 })
@@ -264,10 +269,13 @@ describe("effect-redlock/promise", () => {
       redlock.on("clientError", (error: Error, node: string) => {
         if (node === label) clientErrors.push([error, node])
       })
-      // A node that does not answer: the acquire decides on the other two; the release waits for
-      // every node, and reports the timeout.
+      // A node that does not answer: the acquire decides on the other two. Node 1 then loses the
+      // key, so the release cannot be done on a quorum without node 2: it waits for it, and
+      // reports the timeout.
       yield* failing.pause
-      const lock = yield* promise(() => redlock.acquire([resource("events-pause")], 5_000))
+      const paused = resource("events-pause")
+      const lock = yield* promise(() => redlock.acquire([paused], 5_000))
+      yield* cluster.nodes[1]!.del(paused)
       const report = yield* promise(() => lock.release())
       yield* failing.resume
       assert.strictEqual(report.nodes[2]!.outcome, "timeout")
@@ -302,8 +310,11 @@ describe("effect-redlock/promise", () => {
       redlock.on("clientError", (_error: Error, node: string) => events.push(node))
       const silent = cluster.nodes[2]!
       yield* silent.pause
-      const lock = yield* promise(() => redlock.acquire([resource("events-after-quit")], 2_000))
-      // The release waits for the silent node (100 ms node timeout); quit() comes first.
+      const name = resource("events-after-quit")
+      const lock = yield* promise(() => redlock.acquire([name], 2_000))
+      // Node 1 lost the key: the release waits for the silent node (100 ms node timeout); quit()
+      // comes first.
+      yield* cluster.nodes[1]!.del(name)
       const released = lock.release()
       const quitting = redlock.quit()
       yield* promise(() => released)

@@ -575,10 +575,37 @@ const releaseOutcome = (round: Round, index: number): NodeReport["outcome"] => {
   }
 }
 
+/** A release report's node outcome as the vote it was in the release round. */
+const voteOf = (node: NodeReport): NodeVote => {
+  const outcome = node.outcome === "released" ? "granted" : node.outcome === "not-held" ? "denied" : node.outcome
+  return new NodeVote(node.error === undefined ? { node: node.node, outcome } : { node: node.node, outcome, error: node.error })
+}
+
 /**
- * Deletes the lock's keys wherever they still hold its value, waiting for `settleAfter` answers
- * (by default every node's). Never fails: an expired or taken lock is reported per node. A second
- * release, even while the first runs, reports the first one's result without a call.
+ * What a release that deleted the keys on fewer than a quorum of nodes reveals: the lock was lost
+ * while held — `expired` when the nodes that failed to answer could not have made up a quorum
+ * with those that released, else `unavailable` (the nodes could not say). Undefined for a
+ * release confirmed on a quorum. For the Promise façade's `disposer`, as node-redlock v2–v4's
+ * `unlock` failed without a quorum.
+ */
+export const lossAtRelease = (lock: LockState, report: ReleaseReport): LockLost | undefined => {
+  const { quorum } = lock.engine
+  if (report.released >= quorum) return undefined
+  const nodes = report.nodes.length
+  const failed = report.nodes.filter((node) => node.outcome !== "released" && node.outcome !== "not-held").length
+  return new LockLost({
+    resources: lock.resources,
+    reason: isUnavailable(failed, nodes, quorum) ? "unavailable" : "expired",
+    votes: report.nodes.map(voteOf)
+  })
+}
+
+/**
+ * Deletes the lock's keys wherever they still hold its value. Done as soon as a quorum deleted
+ * them (the lock is free), else after `settleAfter` answers (by default every node's, so that the
+ * report says what each did); the deletes not waited for still land. Never fails: an expired or
+ * taken lock is reported per node. A second release, even while the first runs, reports the
+ * first one's result without a call.
  */
 export const release = (
   lock: LockState,

@@ -38,8 +38,10 @@ export interface RoundSpec {
   /** Give up waiting at this time (epoch ms) if it comes before the node timeout. */
   readonly deadline?: number | undefined
   /**
-   * Decide after this many answers instead of as soon as the quorum question is settled
-   * (release). Nodes beyond it still get the call; the round just does not wait for them.
+   * Decide after this many answers, or as soon as a quorum granted, instead of as soon as the
+   * quorum question is settled (releases: one confirmed on a majority is done, one that is not
+   * waits to say what each node did). Nodes beyond it still get the call; the round just does
+   * not wait for them.
    */
   readonly settleAfter?: number | undefined
   /** Told of each reply that arrives after the round was decided (or cancelled). */
@@ -156,7 +158,7 @@ class RunningRound implements Round, Tally, Waiting<RunningRound> {
 
   isDecided(): boolean {
     const { quorum, settleAfter } = this.spec
-    if (settleAfter !== undefined) return this.answered >= settleAfter
+    if (settleAfter !== undefined) return this.answered >= settleAfter || this.granted >= quorum
     const count = this.outcomes.length
     return this.answered === count || this.granted >= quorum || !canStillWin(this, count, quorum)
   }

@@ -69,7 +69,7 @@ const lostBy: Record<LossReason, Metric.Metric.Counter<number>> = {
   limit: taggedCounter(lostKey, [["reason", "limit"]])
 }
 
-/** A tagged counter per node label, made on the node's first update. */
+/** Per node label, what `make` builds (its tagged counters), made on the node's first update. */
 const perNode = <A>(make: (node: string) => A) => {
   const byNode = new Map<string, A>()
   return (node: string): A => {
@@ -88,7 +88,6 @@ const failuresOf = perNode((node) => ({
 }))
 
 const retakenOn = perNode((node) => taggedCounter(retakenKey, [["node", node]]))
-
 
 /** An attempt started. */
 export const attemptStarted = (): void => attempts.unsafeUpdate(1, noLabels)

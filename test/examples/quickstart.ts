@@ -51,12 +51,13 @@ const tryExample = Effect.scoped(
 
 // 4. lock / extend / release: the manual API, for code that manages the lifetime itself.
 //    `release` never fails: it reports what each node did, also for a lock that already expired.
+//    It is done once a majority deleted the keys; the last node's delete may still be on its way.
 const manualExample = Effect.gen(function*() {
   const lock = yield* Redlock.lock("migration:42", { ttl: "10 seconds" })
   yield* Redlock.extend(lock, "20 seconds")
   const report = yield* Redlock.release(lock)
-  yield* Console.log(`  released on ${report.released} of ${report.nodes.length} nodes, extended ${lock.extensions}×`)
-  assert.equal(report.released, 3)
+  yield* Console.log(`  released: ${report.nodes.map((node) => node.outcome).join(", ")}; extended ${lock.extensions}×`)
+  assert.ok(report.released >= 2)
   assert.equal(lock.extensions, 1)
 
   const shortLived = yield* Redlock.lock("migration:43", { ttl: "50 millis" })

@@ -24,7 +24,7 @@ import type * as Lock from "../../src/Lock.js"
 import * as Redlock from "../../src/Redlock.js"
 import * as RedlockError from "../../src/RedlockError.js"
 import * as RedisNodes from "../support/RedisNodes.js"
-import { resource } from "../support/setup.js"
+import { assertReleased, eventually, resource } from "../support/setup.js"
 import { awaitReady, client } from "./support/clients.js"
 
 
@@ -171,9 +171,13 @@ describe("a wrong owner value never touches the key", () => {
       const name = resource("partly-stolen")
       const lock = yield* redlock.lock(name)
       yield* cluster.nodes[2]!.call("SET", name, "intruder", "PX", 30_000)
+      yield* cluster.nodes[2]!.resetStats
       const report = yield* redlock.release(lock)
       assert.strictEqual(report.released, 2)
-      assert.deepStrictEqual(report.nodes.map((n) => n.outcome), ["released", "released", "not-held"])
+      // Done on the quorum; the third node's delete is not waited for: it ran, and did nothing.
+      assert.deepStrictEqual(report.nodes.slice(0, 2).map((n) => n.outcome), ["released", "released"])
+      assert.include(["not-held", "pending"], report.nodes[2]!.outcome)
+      yield* eventually(cluster.nodes[2]!.commandCount("evalsha"), (count) => count === 1)
       assert.strictEqual(yield* cluster.nodes[0]!.get(name), null)
       assert.strictEqual(yield* cluster.nodes[1]!.get(name), null)
       assert.strictEqual(yield* cluster.nodes[2]!.get(name), "intruder")
@@ -221,10 +225,10 @@ describe("resource names", () => {
           }
           const extended = yield* redlock.extend(lock)
           assert.strictEqual(extended.extensions, 1)
-          const report = yield* redlock.release(lock)
-          assert.strictEqual(report.released, 3, label)
+          assertReleased(yield* redlock.release(lock), 2, label)
           for (const redis of admin) {
-            assert.deepStrictEqual(yield* Effect.promise(() => redis.keys("*")), ["canary"], label)
+            const left = yield* eventually(Effect.promise(() => redis.keys("*")), (keys) => keys.length === 1)
+            assert.deepStrictEqual(left, ["canary"], label)
           }
         }
       }
@@ -288,10 +292,10 @@ describe("ACL and TLS", () => {
       yield* settled(cluster.nodes, `lock:${name}`, lock.value)
       for (const node of cluster.nodes) assert.strictEqual(yield* node.get(`lock:${name}`), lock.value)
       yield* redlock.extend(lock)
-      assert.strictEqual((yield* redlock.release(lock)).released, 3)
+      assertReleased(yield* redlock.release(lock), 2)
       const many = yield* redlock.lock([`${name}:a`, `${name}:b`])
       yield* settled(cluster.nodes, `lock:${name}:b`, many.value)
-      assert.strictEqual((yield* redlock.release(many)).released, 3)
+      assertReleased(yield* redlock.release(many), 2)
 
       // Without the prefix the keys are outside the user's pattern: every node says NOPERM.
       const outside = yield* Redlock.make({ clients, ttl: 5_000, retry: { times: 0 } })
@@ -355,7 +359,7 @@ describe("ACL and TLS", () => {
         assert.include(list, `laddr=127.0.0.1:${tlsPort}`)
       }
       yield* redlock.extend(lock)
-      assert.strictEqual((yield* redlock.release(lock)).released, 3)
+      assertReleased(yield* redlock.release(lock), 2)
 
       // Without the CA the handshake fails: the nodes are unavailable, not contended.
       const untrusting = yield* Effect.forEach(nodes, ({ tlsPort }) =>

@@ -1,4 +1,5 @@
 /** Shared test setup: real nodes, one ioredis client per node, and a Redlock over them. */
+import { assert } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import type { Redis, RedisOptions } from "ioredis"
 import * as Redlock from "../../src/Redlock.js"
@@ -53,6 +54,15 @@ export const keysEverywhere = (cluster: RedisNodes.RedisNodes, pattern = "*") =>
     Effect.forEach(cluster.nodes, (node) => node.keys(pattern)),
     (perNode) => perNode.every((keys) => keys.length === 0)
   )
+
+/**
+ * Checks a release of a lock held on every node: done once a quorum deleted the keys, every other
+ * delete sent and not waited for. (`keysEverywhere` then sees them land.)
+ */
+export const assertReleased = (report: Redlock.ReleaseReport, quorum: number, label?: string): void => {
+  assert.isAtLeast(report.released, quorum, label)
+  for (const node of report.nodes) assert.include(["released", "pending"], node.outcome, label)
+}
 
 /** A resource name unique to the calling test. */
 let counter = 0
