@@ -231,8 +231,9 @@ export interface NodeReport {
  */
 export interface ReleaseReport {
   /**
-   * How many nodes deleted the lock's keys before the release was done: at least the quorum when
-   * the lock was still held; the deletes not waited for (`pending`) still land.
+   * How many nodes deleted the lock's keys before the release was done. At least the quorum when
+   * a quorum of nodes still held the lock and answered; the deletes not waited for (`pending`)
+   * still land.
    */
   readonly released: number
   /** What each node did, in the order of the clients. */
@@ -333,7 +334,8 @@ export declare namespace Redlock {
      * Deletes the lock's keys where they still hold its owner value. Done as soon as a quorum of
      * nodes deleted them (the lock is free; the other deletes still land), else once every node
      * answered or timed out, so that the report says what each did. Never fails. Releasing again,
-     * even while the first release runs, returns the first release's report without a call.
+     * even while the first release runs (the scope's, say, which waits for a quorum of answers
+     * only), returns the first release's report without a call.
      */
     readonly release: (lock: Lock.Lock) => Effect.Effect<ReleaseReport>
   }

@@ -292,8 +292,9 @@ export class Lock {
  * emitted as `clientError` (node-redlock v2–v4) and, when an `error` listener is registered, as
  * `error` (v5), with the error and the node's label (`host:port`, `cluster`, or the Sentinel
  * master's name and addresses). A call that fails after its operation was decided is not
- * emitted (v4 emitted every one). Unlike v5, a node that answers "held by another owner" is not
- * an `error` event: that is the operation's result (`ResourceLockedError`).
+ * emitted (v4 emitted every one), except a release's: done on a quorum, it still watches the
+ * other nodes until each answers or times out. Unlike v5, a node that answers "held by another
+ * owner" is not an `error` event: that is the operation's result (`ResourceLockedError`).
  *
  * @since 0.1.0
  * @category constructors

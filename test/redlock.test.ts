@@ -3,6 +3,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Tracer from "effect/Tracer"
@@ -10,8 +11,10 @@ import * as Scope from "effect/Scope"
 import { Redis } from "ioredis"
 import { inspect } from "node:util"
 import * as Lock from "../src/Lock.js"
+import * as RedlockMetrics from "../src/RedlockMetrics.js"
 import { quorumOf } from "../src/internal/quorum.js"
-import { assertReleased, eventually, keysEverywhere, quickRetry, resource, withRedlock } from "./support/setup.js"
+import { eventually, keysEverywhere, quickRetry, resource, withRedlock } from "./support/setup.js"
+import { assertReleased } from "./support/assertions.js"
 
 const lockKeys = (cluster: Parameters<typeof keysEverywhere>[0]) => keysEverywhere(cluster, "test:*")
 
@@ -296,14 +299,20 @@ describe("Redlock scripts and clients", () => {
     Effect.gen(function*() {
       const { cluster, redlock } = yield* withRedlock(3)
       const name = resource("release-on-quorum")
-      const lock = yield* redlock.lock(name, { nodeTimeout: 5_000 })
+      const lock = yield* redlock.lock(name, { nodeTimeout: 2_000 })
       const stalled = cluster.nodes[2]!
       yield* stalled.pause
       yield* Effect.addFinalizer(() => stalled.resume)
+      const timeouts = Metric.value(
+        Metric.tagged(Metric.tagged(RedlockMetrics.nodeFailures, "node", `127.0.0.1:${stalled.port}`), "outcome", "timeout")
+      )
+      const before = (yield* timeouts).count
       // Waiting for the stalled node would end in its timeout; the release does not wait.
       const report = yield* redlock.release(lock)
       assert.deepStrictEqual(report.nodes.map((node) => node.outcome), ["released", "released", "pending"])
       assert.strictEqual(report.released, 2)
+      // It still watches the node: its timeout is counted when it comes.
+      assert.strictEqual((yield* eventually(timeouts, (state) => state.count > before)).count, before + 1)
       yield* stalled.resume
       assert.isNull(yield* eventually(stalled.get(name), (value) => value === null))
     }))

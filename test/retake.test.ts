@@ -10,7 +10,8 @@ import * as Metric from "effect/Metric"
 import * as Lock from "../src/Lock.js"
 import * as RedlockMetrics from "../src/RedlockMetrics.js"
 import type * as RedisNodes from "./support/RedisNodes.js"
-import { assertReleased, eventually, resource, withRedlock } from "./support/setup.js"
+import { eventually, resource, withRedlock } from "./support/setup.js"
+import { assertReleased } from "./support/assertions.js"
 
 const ttl = "600 millis"
 

@@ -582,20 +582,20 @@ const voteOf = (node: NodeReport): NodeVote => {
 }
 
 /**
- * What a release that deleted the keys on fewer than a quorum of nodes reveals: the lock was lost
- * while held — `expired` when the nodes that failed to answer could not have made up a quorum
- * with those that released, else `unavailable` (the nodes could not say). Undefined for a
- * release confirmed on a quorum. For the Promise façade's `disposer`, as node-redlock v2–v4's
- * `unlock` failed without a quorum.
+ * What a release that deleted the keys on fewer than a quorum of nodes reveals: the lock was not
+ * held by a quorum any more — `expired` when a majority said its keys were gone, else
+ * `unavailable` (the nodes that did not answer could have made up a quorum with those that
+ * released). Undefined for a release confirmed on a quorum. For the Promise façade's
+ * `disposer`, as node-redlock v2–v4's `unlock` failed without a quorum. (A release that no quorum
+ * confirms has waited for every node.)
  */
 export const lossAtRelease = (lock: LockState, report: ReleaseReport): LockLost | undefined => {
   const { quorum } = lock.engine
   if (report.released >= quorum) return undefined
-  const nodes = report.nodes.length
   const failed = report.nodes.filter((node) => node.outcome !== "released" && node.outcome !== "not-held").length
   return new LockLost({
     resources: lock.resources,
-    reason: isUnavailable(failed, nodes, quorum) ? "unavailable" : "expired",
+    reason: report.released + failed >= quorum ? "unavailable" : "expired",
     votes: report.nodes.map(voteOf)
   })
 }

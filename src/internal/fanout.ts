@@ -139,6 +139,13 @@ class RunningRound implements Round, Tally, Waiting<RunningRound> {
   timeouts: Timeouts | undefined = undefined
   nextWaiting: RunningRound | undefined = undefined
   previousWaiting: RunningRound | undefined = undefined
+  /**
+   * A release decided before every node answered watches the others until each answers or times
+   * out, so that a slow or dead node is still counted (metrics, the façade's events) although
+   * nobody waits for it: how many are left, and a bit per node that answered since.
+   */
+  private watchedLeft = 0
+  private answeredLateMask = 0
 
   constructor(
     readonly spec: RoundSpec,
@@ -168,15 +175,41 @@ class RunningRound implements Round, Tally, Waiting<RunningRound> {
   // to the old one, and the caller's state it pointed to would be kept and promoted with it.
   finish(): void {
     this.done = true
-    this.stopTimers()
+    if (this.spec.settleAfter === undefined || !this.watchStragglers()) this.stopTimers()
     this.decidedAt = this.clock.unsafeCurrentTimeMillis()
     const onDecided = this.onDecided!
     this.onDecided = undefined
     onDecided(this)
   }
 
+  /**
+   * For a release: watches the nodes that have not answered (its timer runs on); false if none,
+   * or too many for the mask (a deployment of over 30 nodes).
+   */
+  private watchStragglers(): boolean {
+    const { outcomes } = this
+    if (outcomes.length > 30) return false
+    let left = 0
+    for (let index = 0; index < outcomes.length; index++) if (outcomes[index] === "pending") left++
+    this.watchedLeft = left
+    return left > 0
+  }
+
+  private isWatched(index: number): boolean {
+    return this.watchedLeft > 0 && this.outcomes[index] === "pending" && (this.answeredLateMask & (1 << index)) === 0
+  }
+
+  private answeredLate(index: number): void {
+    if (!this.isWatched(index)) return
+    this.answeredLateMask |= 1 << index
+    if (--this.watchedLeft === 0) this.stopTimers()
+  }
+
   onReply(index: number, reply: number): void {
-    if (this.done) return this.spec.onLateReply?.(this, index, reply)
+    if (this.done) {
+      this.answeredLate(index)
+      return this.spec.onLateReply?.(this, index, reply)
+    }
     this.answered++
     this.replies[index] = reply
     if (this.spec.isGranted(reply)) {
@@ -190,7 +223,10 @@ class RunningRound implements Round, Tally, Waiting<RunningRound> {
   }
 
   onError(index: number, error: unknown): void {
-    if (this.done) return
+    if (this.done) {
+      if (this.isWatched(index)) this.nodeFailed(index, "error", error)
+      return this.answeredLate(index)
+    }
     this.answered++
     this.failed++
     this.outcomes[index] = "error"
@@ -201,8 +237,14 @@ class RunningRound implements Round, Tally, Waiting<RunningRound> {
   }
 
   onTimeout(): void {
-    if (this.done) return
     const { outcomes } = this
+    if (this.done) {
+      for (let index = 0; index < outcomes.length; index++) {
+        if (this.isWatched(index)) this.nodeFailed(index, "timeout", undefined)
+      }
+      this.watchedLeft = 0
+      return
+    }
     for (let index = 0; index < outcomes.length; index++) {
       if (outcomes[index] === "pending") {
         outcomes[index] = "timeout"
@@ -260,6 +302,7 @@ class RunningRound implements Round, Tally, Waiting<RunningRound> {
   /** Stops waiting: the round is never decided. The calls already sent still arrive. */
   cancel(): void {
     this.done = true
+    this.watchedLeft = 0
     this.onDecided = undefined
     this.stopTimers()
   }

@@ -117,7 +117,7 @@ const settings: BenchSettings = benchSettings
 const leftOut: ReadonlyArray<{ readonly name: string; readonly reason: string }> = []
 
 /** Calls the harness makes itself (INFO, CONFIG RESETSTAT, KEYS, FLUSHALL) and connection setup. */
-const adminCommands = new Set(["info", "config|resetstat", "config|get", "config|set", "keys", "flushall", "client|setinfo", "client|setname", "hello"])
+const adminCommands = new Set(["info", "config|resetstat", "config|get", "config|set", "keys", "flushall", "client|setinfo", "client|setname", "hello", "ping"])
 
 // ---------------------------------------------------------------------------------------------
 // A quiet machine
@@ -183,6 +183,8 @@ const runOne = (cluster: RedisNodes.RedisNodes, impl: Impl, scenario: Scenario, 
     const runner = yield* Effect.tryPromise(() => impl.prepare(clients, settings))
     yield* Effect.forEach(cluster.nodes, (node) => node.resetStats, { discard: true })
     const sample = yield* Effect.tryPromise(() => runner(scenario, prefix))
+    // Releases are done on a quorum: let the last deletes land before counting keys and commands.
+    yield* RedisNodes.settle(clients)
     const calls = yield* Effect.forEach(cluster.nodes, (node) => node.commandCalls)
     const keys = yield* Effect.forEach(cluster.nodes, (node) => node.keys("*"))
     // Fencing counters (`…:fence`) are kept on purpose: one per resource ever fenced.

@@ -24,7 +24,8 @@ import type * as Lock from "../../src/Lock.js"
 import * as Redlock from "../../src/Redlock.js"
 import * as RedlockError from "../../src/RedlockError.js"
 import * as RedisNodes from "../support/RedisNodes.js"
-import { assertReleased, eventually, resource } from "../support/setup.js"
+import { eventually, resource } from "../support/setup.js"
+import { assertReleased } from "../support/assertions.js"
 import { awaitReady, client } from "./support/clients.js"
 
 

@@ -507,3 +507,17 @@ export const make = (
       Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
     )
   }).pipe(Effect.provide(NodeContext.layer), live)
+
+/**
+ * Waits until the clients' nodes have executed everything sent on them so far (a PING answers
+ * after them). An operation decides on a quorum and does not wait for the slowest node, so a test
+ * that reads every node right after it must settle first.
+ *
+ * @since 0.1.0
+ */
+export const settle = (clients: ReadonlyArray<Redis>) =>
+  Effect.forEach(
+    clients,
+    (client) => Effect.ignore(Effect.timeout(Effect.tryPromise(() => client.ping()), "1 second")),
+    { concurrency: "unbounded", discard: true }
+  )

@@ -1,7 +1,6 @@
 /** Shared test setup: real nodes, one ioredis client per node, and a Redlock over them. */
-import { assert } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import type { Redis, RedisOptions } from "ioredis"
+import type { RedisOptions } from "ioredis"
 import * as Redlock from "../../src/Redlock.js"
 import * as RedisNodes from "./RedisNodes.js"
 
@@ -11,17 +10,8 @@ export interface SetupOptions extends Omit<Redlock.InstanceOptions, "keyPrefix">
   readonly nodeArgs?: ReadonlyArray<string>
 }
 
-/**
- * Waits until the clients' nodes have executed everything sent on them so far (a PING answers
- * after them). An operation decides on a quorum and does not wait for the slowest node, so a test
- * that reads every node right after it must settle first.
- */
-export const settle = (clients: ReadonlyArray<Redis>) =>
-  Effect.forEach(
-    clients,
-    (client) => Effect.ignore(Effect.timeout(Effect.tryPromise(() => client.ping()), "1 second")),
-    { concurrency: "unbounded", discard: true }
-  )
+/** See `RedisNodes.settle`. */
+export const settle = RedisNodes.settle
 
 /** Starts `n` nodes and a Redlock over clients to them, all closed with the scope. */
 export const withRedlock = (n: number, options: SetupOptions = {}) =>
@@ -54,15 +44,6 @@ export const keysEverywhere = (cluster: RedisNodes.RedisNodes, pattern = "*") =>
     Effect.forEach(cluster.nodes, (node) => node.keys(pattern)),
     (perNode) => perNode.every((keys) => keys.length === 0)
   )
-
-/**
- * Checks a release of a lock held on every node: done once a quorum deleted the keys, every other
- * delete sent and not waited for. (`keysEverywhere` then sees them land.)
- */
-export const assertReleased = (report: Redlock.ReleaseReport, quorum: number, label?: string): void => {
-  assert.isAtLeast(report.released, quorum, label)
-  for (const node of report.nodes) assert.include(["released", "pending"], node.outcome, label)
-}
 
 /** A resource name unique to the calling test. */
 let counter = 0
