@@ -104,6 +104,19 @@ describe("re-taking a held lock on nodes that lost it", () => {
       yield* redlock.release(lock)
     }))
 
+  it.scopedLive("withLock: a lock gone from a majority ends in LockLost, and is not set again", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const name = resource("retake-majority-keeper")
+      const gone = cluster.nodes.slice(1)
+      // Deleted from two nodes long before the first automatic extension (due at 2 s).
+      const dropTwo = Effect.orDie(Effect.forEach(gone, (node) => Effect.zipRight(node.del(name), node.resetStats)))
+      const lost = yield* Effect.flip(redlock.withLock(Effect.andThen(dropTwo, Effect.never), name, { ttl: "3 seconds" }))
+      assert.strictEqual(lost._tag === "LockLost" && lost.reason, "expired")
+      yield* Effect.sleep("100 millis")
+      for (const node of gone) assert.strictEqual(yield* Effect.orDie(node.commandCount("set")), 0, "no SET NX for a lost lock")
+    }))
+
   it.scopedLive("a node that answers \"gone\" after an extension that reached no quorum is not set again", () =>
     Effect.gen(function*() {
       const { cluster, redlock } = yield* withRedlock(3)
