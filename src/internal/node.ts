@@ -60,6 +60,15 @@ const isOk = (reply: string | null): number => reply === "OK" ? 1 : 0
 
 const uncork = (stream: NodeJS.WritableStream & { uncork(): void }) => stream.uncork()
 
+/**
+ * A held batch goes out once it reaches this many bytes (some 40 lock commands), and the rest of
+ * the tick's commands start a new one: Redis works on the first part while the client prepares
+ * the next, instead of idling until the whole tick's batch arrives. Measured with 64 workers on
+ * one node, a batch per tick reached 0.8–1.0× the floor's cycles; parts of 4 KB, 1.2–1.5×, with
+ * no loss on 3 or 5 nodes (`test/bench/pairwise.ts`).
+ */
+const flushAtBytes = 4096
+
 /** Connections that sent a command in the current tick. */
 const sentThisTick = new Set<object>()
 let forgetting = false
@@ -70,9 +79,9 @@ const forgetTick = () => {
 
 /**
  * Coalesces the writes of concurrent locks: the first command of a tick to a node leaves at once;
- * from the second on, the connection holds its writes until the next tick, so they leave in one
- * write. Under load a system call per command is most of a lock's client cost; a lone lock is not
- * delayed. Only a ready standalone connection that nobody else corked.
+ * from the second on, the connection holds its writes until the next tick, so they leave in a few
+ * writes of `flushAtBytes`. Under load a system call per command is most of a lock's client cost;
+ * a lone lock is not delayed. Only a ready standalone connection that nobody else corked.
  */
 const coalesceWrites = (client: Client): void => {
   if (client.isCluster) return
@@ -86,7 +95,13 @@ const coalesceWrites = (client: Client): void => {
     }
     return
   }
-  if (stream.writableCorked !== 0) return
+  if (stream.writableCorked !== 0) {
+    if (stream.writableLength >= flushAtBytes) {
+      stream.uncork()
+      stream.cork()
+    }
+    return
+  }
   stream.cork()
   process.nextTick(uncork, stream)
 }
