@@ -132,7 +132,8 @@ export type LossReason = typeof LossReason.Type
 /**
  * A held lock could not be confirmed on a quorum before its validity ran out (during `extend` or
  * automatic extension). Work guarded by `withLock` is interrupted when this happens. The Promise
- * façade's `disposer` also reports with it a release that found the lock gone from a majority.
+ * façade's `disposer` also reports with it a release that found the lock no longer held by a
+ * quorum.
  *
  * @since 0.1.0
  * @category errors

@@ -88,11 +88,11 @@ export const lost: Metric.Metric.Counter<number> = internal.lost
 
 /**
  * `redlock_node_failures_total`: calls to a node that failed or timed out while their round
- * waited for them, tagged `node` (the node's label, `host:port`) then `outcome` (`error` or
+ * waited for them (or, for a release, watched them: see below), tagged `node` (the node's label, `host:port`) then `outcome` (`error` or
  * `timeout`). Every call counts: a failed attempt's clean-up goes to the nodes that failed it
  * too. A node failing while the others still decide is visible here before it costs a lock. A
  * release done on a quorum still watches the nodes it did not wait for, until each answers or
- * times out: a dead or hung node shows here with every release.
+ * times out (up to 30 nodes): a dead or hung node shows here with every release.
  *
  * @since 0.1.0
  * @category metrics

@@ -183,7 +183,7 @@ const toError = (error: RedlockError): ExecutionError =>
  * Runs an operation; effect-redlock errors become `ExecutionError`s, other failures stay as they
  * are, and a defect that is no `Error` becomes one.
  */
-const run = <A>(
+const runOn = <A>(
   runtime: ManagedRuntime.ManagedRuntime<Redlock_.Redlock, InvalidArgument>,
   effect: Effect.Effect<A, unknown, Redlock_.Redlock>
 ): Promise<A> =>
@@ -329,7 +329,7 @@ export class Redlock extends EventEmitter {
   private run<A>(effect: Effect.Effect<A, unknown, Redlock_.Redlock>): Promise<A> {
     return this.closed
       ? Promise.reject(new Error("effect-redlock/promise: quit() was called; this Redlock takes no more operations"))
-      : run(this.runtime, effect)
+      : runOn(this.runtime, effect)
   }
 
   /**
@@ -473,7 +473,7 @@ export class Redlock extends EventEmitter {
 
   /** Stops the façade and closes the clients, as node-redlock's `quit` does. */
   async quit(callback?: Callback<void>): Promise<void> {
-    // From now on every operation goes through the disposed runtime, and fails as it did before.
+    // From now on every operation rejects with an Error that says quit() was called.
     this.engine = undefined
     this.closed = true
     const done = this.runtime.dispose().then(() =>

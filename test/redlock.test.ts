@@ -15,6 +15,7 @@ import * as RedlockMetrics from "../src/RedlockMetrics.js"
 import { quorumOf } from "../src/internal/quorum.js"
 import { eventually, keysEverywhere, quickRetry, resource, withRedlock } from "./support/setup.js"
 import { assertReleased } from "./support/assertions.js"
+import type * as RedisNodes from "./support/RedisNodes.js"
 
 const lockKeys = (cluster: Parameters<typeof keysEverywhere>[0]) => keysEverywhere(cluster, "test:*")
 
@@ -294,18 +295,24 @@ describe.each([1, 3, 5])("Redlock on %i node(s)", (n) => {
     }))
 })
 
+/** Pauses a node until the test ends; `timeouts` reads its `redlock_node_failures_total` timeouts. */
+const stall = (node: RedisNodes.RedisNode) =>
+  Effect.gen(function*() {
+    yield* node.pause
+    yield* Effect.addFinalizer(() => node.resume)
+    const timeouts = Metric.value(
+      Metric.tagged(Metric.tagged(RedlockMetrics.nodeFailures, "node", `127.0.0.1:${node.port}`), "outcome", "timeout")
+    )
+    return { stalled: node, timeouts }
+  })
+
 describe("Redlock scripts and clients", () => {
   it.scopedLive("a release is done once a quorum deleted the keys; a stalled node's delete lands when it answers", () =>
     Effect.gen(function*() {
       const { cluster, redlock } = yield* withRedlock(3)
       const name = resource("release-on-quorum")
       const lock = yield* redlock.lock(name, { nodeTimeout: 2_000 })
-      const stalled = cluster.nodes[2]!
-      yield* stalled.pause
-      yield* Effect.addFinalizer(() => stalled.resume)
-      const timeouts = Metric.value(
-        Metric.tagged(Metric.tagged(RedlockMetrics.nodeFailures, "node", `127.0.0.1:${stalled.port}`), "outcome", "timeout")
-      )
+      const { stalled, timeouts } = yield* stall(cluster.nodes[2]!)
       const before = (yield* timeouts).count
       // Waiting for the stalled node would end in its timeout; the release does not wait.
       const report = yield* redlock.release(lock)
@@ -315,6 +322,20 @@ describe("Redlock scripts and clients", () => {
       assert.strictEqual((yield* eventually(timeouts, (state) => state.count > before)).count, before + 1)
       yield* stalled.resume
       assert.isNull(yield* eventually(stalled.get(name), (value) => value === null))
+    }))
+
+  it.scopedLive("a failed attempt's clean-up does not watch the nodes it does not wait for", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const name = resource("clean-up-unwatched")
+      for (const node of cluster.nodes.slice(0, 2)) yield* node.call("SET", name, "another-owner", "PX", 10_000)
+      const { timeouts } = yield* stall(cluster.nodes[2]!)
+      const before = (yield* timeouts).count
+      // Refused by two nodes: decided without the stalled one, whose SET and delete stay unanswered.
+      const refused = yield* Effect.flip(redlock.lock(name, { retry: { times: 0 }, nodeTimeout: 100 }))
+      assert.strictEqual(refused._tag, "LockContended")
+      yield* Effect.sleep("400 millis")
+      assert.strictEqual((yield* timeouts).count, before, "nobody waited for the stalled node")
     }))
 
   it.scopedLive("every round waits for a stalled node exactly its node timeout, as rounds come and go", () =>

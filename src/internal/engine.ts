@@ -54,13 +54,17 @@ const votesOf = (engine: Engine, round: Round): ReadonlyArray<NodeVote> =>
     return new NodeVote(error === undefined ? { node, outcome } : { node, outcome, error })
   })
 
-/** A compare-and-delete on every node, or on those that `skip` spares. */
+/**
+ * A compare-and-delete on every node, or on those that `skip` spares: a lock's release
+ * (`isRelease`), or the clean-up of an attempt's value.
+ */
 const releaseSpec = (
   engine: Engine,
   keys: ReadonlyArray<string>,
   value: string,
   timeoutMs: number,
   settleAfter: number,
+  isRelease: boolean,
   skip?: (index: number) => boolean
 ): RoundSpec => ({
   nodes: engine.nodes,
@@ -70,7 +74,8 @@ const releaseSpec = (
   isGranted,
   quorum: engine.quorum,
   timeoutMs,
-  settleAfter
+  settleAfter,
+  isRelease
 })
 
 /**
@@ -80,7 +85,7 @@ const releaseSpec = (
 const cleanUpSpec = (engine: Engine, keys: ReadonlyArray<string>, value: string, timeoutMs: number, round: Round) => {
   let answered = 0
   for (const outcome of round.outcomes) if (outcome !== "pending" && outcome !== "timeout") answered++
-  return releaseSpec(engine, keys, value, timeoutMs, answered, (index) => round.outcomes[index] === "denied")
+  return releaseSpec(engine, keys, value, timeoutMs, answered, false, (index) => round.outcomes[index] === "denied")
 }
 
 /**
@@ -121,7 +126,7 @@ const stopAttempt = <R, E>(running: Attempt<R>, cause: Cause.Cause<E>): Effect.E
   if (!Cause.isInterrupted(cause) || !running.stop()) return Effect.failCause(cause)
   running.won?.abandon()
   const { engine, target, value } = running
-  const cleanUp = runRound(releaseSpec(engine, target.keys, value, running.settings.nodeTimeoutMs, engine.nodes.length))
+  const cleanUp = runRound(releaseSpec(engine, target.keys, value, running.settings.nodeTimeoutMs, engine.nodes.length, false))
   return Effect.zipRight(cleanUp, Effect.failCause(cause))
 }
 
@@ -583,9 +588,9 @@ const voteOf = (node: NodeReport): NodeVote => {
 
 /**
  * What a release that deleted the keys on fewer than a quorum of nodes reveals: the lock was not
- * held by a quorum any more — `expired` when a majority said its keys were gone, else
- * `unavailable` (the nodes that did not answer could have made up a quorum with those that
- * released). Undefined for a release confirmed on a quorum. For the Promise façade's
+ * held by a quorum any more — `expired` when so many nodes said its keys were gone that the
+ * others could not make up a quorum, else `unavailable` (the nodes that did not answer could
+ * have made one with those that released). Undefined for a release confirmed on a quorum. For the Promise façade's
  * `disposer`, as node-redlock v2–v4's `unlock` failed without a quorum. (A release that no quorum
  * confirms has waited for every node.)
  */
@@ -627,7 +632,7 @@ export const startRelease = (
   if (lock.releasing) return void (lock.laterReleases ??= []).push(onReleased)
   lock.releasing = true
   lock.markReleased(clock.unsafeCurrentTimeMillis())
-  startRound(releaseSpec(engine, lock.keys, lock.value, lock.settings.nodeTimeoutMs, settleAfter), clock, (round) => {
+  startRound(releaseSpec(engine, lock.keys, lock.value, lock.settings.nodeTimeoutMs, settleAfter, true), clock, (round) => {
     const nodes = engine.nodes.map((node, index): NodeReport => {
       const error = round.errors[index]
       const outcome = releaseOutcome(round, index)

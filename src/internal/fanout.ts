@@ -38,12 +38,17 @@ export interface RoundSpec {
   /** Give up waiting at this time (epoch ms) if it comes before the node timeout. */
   readonly deadline?: number | undefined
   /**
-   * Decide after this many answers, or as soon as a quorum granted, instead of as soon as the
-   * quorum question is settled (releases: one confirmed on a majority is done, one that is not
-   * waits to say what each node did). Nodes beyond it still get the call; the round just does
-   * not wait for them.
+   * Decide after this many answers instead of as soon as the quorum question is settled (a
+   * clean-up, a release). Nodes beyond it still get the call; the round just does not wait for
+   * them.
    */
   readonly settleAfter?: number | undefined
+  /**
+   * A lock's release: with `settleAfter`, also decided as soon as a quorum granted (the lock is
+   * free; one that no quorum confirms waits to say what each node did), and still watching the
+   * nodes it did not wait for until each answers or times out.
+   */
+  readonly isRelease?: boolean | undefined
   /** Told of each reply that arrives after the round was decided (or cancelled). */
   readonly onLateReply?: ((round: Round, index: number, reply: number) => void) | undefined
 }
@@ -95,13 +100,18 @@ class Timeouts {
     if (due !== this.armedFor) return
     this.armedFor = Infinity
     const now = liveClock.unsafeCurrentTimeMillis()
-    let next = Infinity
-    const expired = this.rounds.takeWhere((round) => {
+    // The rounds share one timeout, so the oldest are due first: take them from the list's end,
+    // and stop at the first that is not due (a clock stepping back delays the others by the step).
+    const expired: Array<RunningRound> = []
+    for (let round = this.rounds.last; round !== undefined; round = this.rounds.last) {
       const roundDue = round.startedAt + this.timeoutMs
-      if (roundDue > now && roundDue < next) next = roundDue
-      return roundDue <= now
-    })
-    if (next !== Infinity) this.arm(next)
+      if (roundDue > now) {
+        this.arm(roundDue)
+        break
+      }
+      this.rounds.delete(round)
+      expired.push(round)
+    }
     for (const round of expired) round.onTimeout()
   }
 }
@@ -165,7 +175,7 @@ class RunningRound implements Round, Tally, Waiting<RunningRound> {
 
   isDecided(): boolean {
     const { quorum, settleAfter } = this.spec
-    if (settleAfter !== undefined) return this.answered >= settleAfter || this.granted >= quorum
+    if (settleAfter !== undefined) return this.answered >= settleAfter || (this.spec.isRelease === true && this.granted >= quorum)
     const count = this.outcomes.length
     return this.answered === count || this.granted >= quorum || !canStillWin(this, count, quorum)
   }
@@ -175,7 +185,7 @@ class RunningRound implements Round, Tally, Waiting<RunningRound> {
   // to the old one, and the caller's state it pointed to would be kept and promoted with it.
   finish(): void {
     this.done = true
-    if (this.spec.settleAfter === undefined || !this.watchStragglers()) this.stopTimers()
+    if (this.spec.isRelease !== true || !this.watchStragglers()) this.stopTimers()
     this.decidedAt = this.clock.unsafeCurrentTimeMillis()
     const onDecided = this.onDecided!
     this.onDecided = undefined

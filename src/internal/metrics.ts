@@ -21,7 +21,7 @@ const extensionsKey = counterKey("redlock_extensions_total", "Extensions confirm
 const lostKey = counterKey("redlock_lost_total", "Locks lost while held, by reason: expired, taken, unavailable or limit")
 const nodeFailuresKey = counterKey(
   "redlock_node_failures_total",
-  "Node calls that failed or timed out while their round waited for them, by node and outcome"
+  "Node calls that failed or timed out while their round waited for or (a release) watched them, by node and outcome"
 )
 const retakenKey = counterKey(
   "redlock_retaken_total",

@@ -58,14 +58,20 @@ const runScript = <A = number>(
 
 const isOk = (reply: string | null): number => reply === "OK" ? 1 : 0
 
-const uncork = (stream: NodeJS.WritableStream & { uncork(): void }) => stream.uncork()
+/** Connections whose writes this module holds until the next tick. */
+const held = new Set<object>()
+
+const letGo = (stream: NodeJS.WritableStream & { uncork(): void }) => {
+  held.delete(stream)
+  stream.uncork()
+}
 
 /**
- * A held batch goes out once it reaches this many bytes (some 40 lock commands), and the rest of
+ * A held batch goes out once it holds this many bytes (some 40 lock commands), and the rest of
  * the tick's commands start a new one: Redis works on the first part while the client prepares
  * the next, instead of idling until the whole tick's batch arrives. Measured with 64 workers on
- * one node, a batch per tick reached 0.8–1.0× the floor's cycles; parts of 4 KB, 1.2–1.5×, with
- * no loss on 3 or 5 nodes (`test/bench/pairwise.ts`).
+ * one node, a batch per tick reached 0.8–1.0× the floor's cycles; parts of 4 KB, 1.2–1.5×; on 3
+ * and 5 nodes the difference stayed inside the noise (`test/bench/pairwise.ts`).
  */
 const flushAtBytes = 4096
 
@@ -96,14 +102,15 @@ const coalesceWrites = (client: Client): void => {
     return
   }
   if (stream.writableCorked !== 0) {
-    if (stream.writableLength >= flushAtBytes) {
+    if (held.has(stream) && stream.writableLength >= flushAtBytes) {
       stream.uncork()
       stream.cork()
     }
     return
   }
   stream.cork()
-  process.nextTick(uncork, stream)
+  held.add(stream)
+  process.nextTick(letGo, stream)
 }
 
 /** At most this many locks per batched command: Redis runs nothing else while a script runs. */

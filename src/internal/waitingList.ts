@@ -14,6 +14,8 @@ export interface Waiting<T> {
 /** Members in the order added, newest first. A member is in one list at most. */
 export class WaitingList<T extends Waiting<T>> {
   first: T | undefined = undefined
+  /** The oldest member. */
+  last: T | undefined = undefined
 
   get isEmpty(): boolean {
     return this.first === undefined
@@ -24,6 +26,7 @@ export class WaitingList<T extends Waiting<T>> {
     member.nextWaiting = first
     member.previousWaiting = undefined
     if (first !== undefined) first.previousWaiting = member
+    else this.last = member
     this.first = member
   }
 
@@ -37,6 +40,7 @@ export class WaitingList<T extends Waiting<T>> {
       previousWaiting.nextWaiting = nextWaiting
     }
     if (nextWaiting !== undefined) nextWaiting.previousWaiting = previousWaiting
+    else this.last = previousWaiting
     member.nextWaiting = undefined
     member.previousWaiting = undefined
   }
