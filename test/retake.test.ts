@@ -52,10 +52,21 @@ describe("re-taking a held lock on nodes that lost it", () => {
       const name = resource("retake-manual")
       const lock = yield* redlock.lock(name, { ttl: "5 seconds" })
       yield* Effect.orDie(cluster.nodes[1]!.restart)
+      yield* redlock.extend(lock)
+      assert.strictEqual(yield* eventually(Effect.orDie(cluster.nodes[1]!.get(name)), (value) => value !== null), lock.value)
+      assertReleased(yield* redlock.release(lock), 2)
+    }))
+
+  it.scopedLive("a re-take that lands is counted for its node", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const name = resource("retake-counted")
+      const lock = yield* redlock.lock(name, { ttl: "5 seconds" })
+      // Gone from node 1 (as after a restart, without the restart's reconnection).
+      yield* Effect.orDie(cluster.nodes[1]!.del(name))
       const before = yield* Effect.forEach(cluster.nodes, retakenOn)
       yield* redlock.extend(lock)
       assert.strictEqual(yield* eventually(Effect.orDie(cluster.nodes[1]!.get(name)), (value) => value !== null), lock.value)
-      // Counted for that node only, once its SET landed.
       const counted = yield* eventually(Effect.forEach(cluster.nodes, retakenOn), (counts) => counts[1] === before[1]! + 1)
       assert.deepStrictEqual(counted, [before[0], before[1]! + 1, before[2]])
       assertReleased(yield* redlock.release(lock), 2)
