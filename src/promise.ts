@@ -405,7 +405,7 @@ export class Redlock extends EventEmitter {
    * the nodes could not say): the routine may have run unprotected — and when it cannot run at all
    * (after `quit()`). Like v4, an `errorHandler` that throws is thrown by bluebird outside any
    * promise. Needs the `bluebird` package (an optional peer dependency); throws a `TypeError`
-   * without it. With `@types/bluebird`, annotate the routine's parameter (`lock: Lock`): bluebird's
+   * without it, or for an `errorHandler` that is not a function, before any call. With `@types/bluebird`, annotate the routine's parameter (`lock: Lock`): bluebird's
    * `Disposer` type is an empty class that carries no type to infer from.
    *
    * @example
@@ -420,6 +420,9 @@ export class Redlock extends EventEmitter {
     ttl: number,
     errorHandler?: ((error: Error) => void) | null
   ): Disposer<Lock> {
+    if (errorHandler !== undefined && errorHandler !== null && typeof errorHandler !== "function") {
+      throw new TypeError("effect-redlock/promise: disposer's errorHandler must be a function")
+    }
     const handle = errorHandler ?? constVoid
     return loadBluebird().resolve(this.acquire(resources, ttl)).disposer((lock) =>
       this.release(lock).then((report) => {

@@ -85,6 +85,8 @@ describe("effect-redlock/promise disposer", () => {
       const error = !invalid.ok ? invalid.error : undefined
       assert.instanceOf(error, ExecutionError)
       assert.strictEqual((error as ExecutionError).cause._tag, "InvalidArgument")
+      // An error handler that is not a function is refused when the disposer is made.
+      assert.throws(() => redlock.disposer(name, 2_000, "log" as unknown as () => void), TypeError, /errorHandler must be a function/)
       const sets = yield* Effect.forEach(cluster.nodes, (node) => node.commandCount("set"))
       assert.deepStrictEqual(sets, [0, 0, 0])
       assert.strictEqual(ran, 0)

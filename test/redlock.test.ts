@@ -295,6 +295,33 @@ describe.each([1, 3, 5])("Redlock on %i node(s)", (n) => {
     }))
 })
 
+/** Counts what a client's socket hands to the kernel: one call per write or per batch of writes. */
+const countWrites = (client: Redis) =>
+  Effect.gen(function*() {
+    const socket = client.stream as unknown as Record<"_write" | "_writev", (...args: Array<unknown>) => void>
+    const counts = {
+      writes: 0,
+      bytes: 0,
+      reset() {
+        counts.writes = 0
+        counts.bytes = 0
+      }
+    }
+    const sizeOf = (chunk: unknown) => typeof chunk === "string" ? Buffer.byteLength(chunk) : (chunk as Buffer).length
+    for (const method of ["_write", "_writev"] as const) {
+      const original = socket[method]!
+      socket[method] = function(this: unknown, ...args: Array<unknown>) {
+        counts.writes++
+        counts.bytes += method === "_write"
+          ? sizeOf(args[0])
+          : (args[0] as ReadonlyArray<{ chunk: unknown }>).reduce((sum, { chunk }) => sum + sizeOf(chunk), 0)
+        return original.apply(this, args)
+      }
+      yield* Effect.addFinalizer(() => Effect.sync(() => delete socket[method]))
+    }
+    return counts
+  })
+
 /** Pauses a node until the test ends; `timeouts` reads its `redlock_node_failures_total` timeouts. */
 const stall = (node: RedisNodes.RedisNode) =>
   Effect.gen(function*() {
@@ -405,36 +432,51 @@ describe("Redlock scripts and clients", () => {
       const { clients, redlock } = yield* withRedlock(1)
       const warm = yield* redlock.lock(resource("warm"))
       yield* redlock.release(warm)
-      // Count what the socket hands to the kernel: one call per write or per batch of writes.
-      const socket = clients[0]!.stream as unknown as Record<"_write" | "_writev", (...args: Array<unknown>) => void>
-      let writes = 0
-      let bytes = 0
-      const sizeOf = (chunk: unknown) => typeof chunk === "string" ? Buffer.byteLength(chunk) : (chunk as Buffer).length
-      for (const method of ["_write", "_writev"] as const) {
-        const original = socket[method]!
-        socket[method] = function(this: unknown, ...args: Array<unknown>) {
-          writes++
-          bytes += method === "_write"
-            ? sizeOf(args[0])
-            : (args[0] as ReadonlyArray<{ chunk: unknown }>).reduce((sum, { chunk }) => sum + sizeOf(chunk), 0)
-          return original.apply(this, args)
-        }
-        yield* Effect.addFinalizer(() => Effect.sync(() => delete socket[method]))
-      }
+      const socket = yield* countWrites(clients[0]!)
       // The first command of the tick leaves at once; the others in parts of 4 KB.
-      const most = () => 2 + Math.floor(bytes / 4096)
+      const most = () => 2 + Math.floor(socket.bytes / 4096)
       const names = Array.from({ length: 32 }, (_, i) => resource(`batch-${i}`))
       const locks = yield* Effect.forEach(names, (name) => redlock.lock(name), { concurrency: "unbounded" })
       assert.strictEqual(locks.length, 32)
-      assert.isAtMost(writes, most(), `${writes} writes (${bytes} bytes) for 32 SETs`)
-      writes = 0
-      bytes = 0
+      assert.isAtMost(socket.writes, most(), `${socket.writes} writes (${socket.bytes} bytes) for 32 SETs`)
+      socket.reset()
       yield* Effect.forEach(locks, (lock) => redlock.release(lock), { concurrency: "unbounded", discard: true })
-      assert.isAtMost(writes, most(), `${writes} writes (${bytes} bytes) for 32 releases`)
-      assert.isAtMost(writes, 4)
+      assert.isAtMost(socket.writes, most(), `${socket.writes} writes (${socket.bytes} bytes) for 32 releases`)
+      assert.isAtMost(socket.writes, 4)
+      // A larger batch goes in parts, so Redis starts on it early: one write for the first
+      // command, then one per 4 KB held.
+      const many = yield* Effect.forEach(
+        Array.from({ length: 128 }, (_, i) => resource(`parts-${i}`)),
+        (name) => redlock.lock(name),
+        { concurrency: "unbounded" }
+      )
+      socket.reset()
+      yield* Effect.forEach(many, (lock) => redlock.release(lock), { concurrency: "unbounded", discard: true })
+      assert.isAtLeast(socket.bytes, 3 * 4096)
+      assert.isAtLeast(socket.writes, 3, `${socket.writes} writes (${socket.bytes} bytes) for 128 releases`)
+      assert.isAtMost(socket.writes, most())
       // Corking is per tick: the connection is uncorked afterwards and the user's own commands go out.
       assert.strictEqual(clients[0]!.stream.writableCorked, 0)
       assert.strictEqual(yield* Effect.promise(() => clients[0]!.ping()), "PONG")
+    }))
+
+  it.scopedLive("a connection the application corked is left to it: nothing is written until it uncorks", () =>
+    Effect.gen(function*() {
+      const { clients, redlock } = yield* withRedlock(1)
+      const client = clients[0]!
+      const socket = yield* countWrites(client)
+      client.stream.cork()
+      const locks = yield* Effect.fork(Effect.forEach(
+        Array.from({ length: 128 }, (_, i) => resource(`corked-${i}`)),
+        (name) => redlock.lock(name),
+        { concurrency: "unbounded" }
+      ))
+      yield* Effect.sleep("50 millis")
+      assert.strictEqual(socket.writes, 0, "more than 4 KB held, and not split")
+      assert.strictEqual(client.stream.writableCorked, 1)
+      client.stream.uncork()
+      assert.lengthOf(yield* Fiber.join(locks), 128)
+      assert.isAtLeast(socket.writes, 1)
     }))
 
   it.scopedLive("a lock handle prints without its owner value or the instance behind it", () =>
