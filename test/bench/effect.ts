@@ -56,18 +56,33 @@ export const runEffectWorkload = (
   )
 
 /**
+ * How a yardstick drives a Promise locker from Effect: `locker`, an acquire and a release in the
+ * loop; `scoped`, the idiomatic scoped resource, `Effect.scoped(Effect.acquireRelease(acquire,
+ * release) *> hold)`.
+ */
+export type LockerForm = "locker" | "scoped"
+
+/**
  * Drives a Promise locker from an Effect program with one `Effect.async` per operation: the least
  * any Effect library can pay on top of the same commands (the floor's, for the `effect floor`).
  */
-export const runEffectLockerWorkload = <H>(locker: PromiseLocker<H>, scenario: Scenario, prefix: string): Promise<RunSample> =>
-  runEffectDriver(
-    Effect.succeed<Driver<H>>({
-      _tag: "locker",
-      locker: { lock: (resource) => fromPromise(() => locker.acquire(resource)), release: (handle) => fromPromise(() => locker.release(handle)) }
-    }),
-    scenario,
-    prefix
-  )
+export const runEffectLockerWorkload = <H>(
+  locker: PromiseLocker<H>,
+  form: LockerForm,
+  scenario: Scenario,
+  prefix: string
+): Promise<RunSample> => {
+  const effectLocker: EffectLocker<H> = {
+    lock: (resource) => fromPromise(() => locker.acquire(resource)),
+    release: (handle) => fromPromise(() => locker.release(handle))
+  }
+  const driver: Driver<H> = form === "locker" ? { _tag: "locker", locker: effectLocker } : {
+    _tag: "bracket",
+    cycle: (resource, held) =>
+      Effect.scoped(Effect.zipRight(Effect.acquireRelease(effectLocker.lock(resource), (handle) => Effect.orDie(effectLocker.release(handle))), held))
+  }
+  return runEffectDriver(Effect.succeed(driver), scenario, prefix)
+}
 
 const fromPromise = <A>(run: () => PromiseLike<A>): Effect.Effect<A, unknown> =>
   Effect.async<A, unknown>((resume) => {

@@ -13,7 +13,7 @@ import { createRedlock, IoredisAdapter, type Lock as UniversalLock, type LockHan
 import Redlock4 from "redlock4"
 import Redlock5 from "redlock5"
 import type * as Redlock from "../../src/Redlock.js"
-import { type EffectVariant, primeEffect, runEffectLockerWorkload, runEffectWorkload } from "./effect.js"
+import { type EffectVariant, type LockerForm, primeEffect, runEffectLockerWorkload, runEffectWorkload } from "./effect.js"
 import { PromiseRedlock } from "./library.js"
 import { type PromiseLocker, runPromiseWorkload, type RunSample, type Scenario } from "./workload.js"
 
@@ -190,20 +190,31 @@ export const floor: Impl = promiseImpl(
   loadFloor
 )
 
-/**
- * The floor's commands driven from an Effect program, one `Effect.async` per acquire and release:
- * what the Effect runtime alone costs, the least an Effect library can reach.
- */
-export const effectFloor: Impl = {
-  name: "floor/effect",
+/** The floor's commands driven from an Effect program, one `Effect.async` per acquire and release. */
+const effectFloorImpl = (name: string, form: LockerForm, description: string): Impl => ({
+  name,
   kind: "reference",
-  description: "the floor's acquire / release, each one Effect.async, in one Effect program like effect-redlock's",
+  description,
   prepare: async (clients, settings) => {
     const locker = await loadFloor(clients, settings)
-    await locker.release(await locker.acquire(primeKey("floor/effect")))
-    return (scenario, prefix) => runEffectLockerWorkload(locker, scenario, prefix)
+    await locker.release(await locker.acquire(primeKey(name)))
+    return (scenario, prefix) => runEffectLockerWorkload(locker, form, scenario, prefix)
   }
-}
+})
+
+/** What the Effect runtime alone costs on top of the floor's commands: the least an Effect library can reach. */
+export const effectFloor = effectFloorImpl(
+  "floor/effect",
+  "locker",
+  "the floor's acquire / release, each one Effect.async, in one Effect program like effect-redlock's"
+)
+
+/** The same as the idiomatic scoped resource: what any Effect library's scoped lock costs (compare with acquire). */
+export const effectFloorScoped = effectFloorImpl(
+  "floor/effect:scoped",
+  "scoped",
+  "as floor/effect, as a scoped resource: Effect.scoped(Effect.acquireRelease(acquire, release) *> hold)"
+)
 
 // ---------------------------------------------------------------------------------------------
 // effect-redlock
@@ -369,6 +380,7 @@ export const universal: Impl = promiseImpl(
 export const allImpls: ReadonlyArray<Impl> = [
   floor,
   effectFloor,
+  effectFloorScoped,
   effectLock,
   effectAcquire,
   effectWithLock,

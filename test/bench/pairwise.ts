@@ -6,8 +6,10 @@
  *
  *   npm run build && npx tsx test/bench/pairwise.ts [--k 1,3,5] [--seconds 8] [--windows 7] [--variant lock]
  *
- * --variant: lock (lock + release, the default), acquire (Effect.scoped(acquire)) or withLock
- * (withLock of an empty body).
+ * --variant: lock (lock + release, the default), acquire (Effect.scoped(acquire)), withLock
+ * (withLock of an empty body), or floor-scoped: not effect-redlock but the yardstick for acquire,
+ * the floor's own commands as the idiomatic Effect scoped resource
+ * (`Effect.scoped(Effect.acquireRelease(acquire, release))`, one `Effect.async` each).
  *
  * a: one worker, acquire + release of a fresh resource, turns of 20 cycles: p50 and p90 latency.
  * b: 64 workers, each on its own resources, 1 s turns: cycles/s and client CPU µs per cycle.
@@ -23,7 +25,14 @@ const seconds = Number(flag("seconds", "8"))
 const windows = Number(flag("windows", "7"))
 const workers = 64
 const variant = flag("variant", "lock")
-if (!["lock", "acquire", "withLock"].includes(variant)) throw new Error(`--variant must be lock, acquire or withLock, got ${variant}`)
+if (!["lock", "acquire", "withLock", "floor-scoped"].includes(variant)) {
+  throw new Error(`--variant must be lock, acquire, withLock or floor-scoped, got ${variant}`)
+}
+
+const fromPromise = <A>(run: () => Promise<A>): Effect.Effect<A> =>
+  Effect.async<A>((resume) => {
+    run().then((value) => resume(Effect.succeed(value)), (error: unknown) => resume(Effect.die(error)))
+  })
 
 const quantile = (values: ReadonlyArray<number>, q: number): number => {
   const sorted = [...values].sort((a, b) => a - b)
@@ -35,7 +44,10 @@ const measure = (k: number) =>
     const cluster = yield* RedisNodes.make(k, { args: ["--notify-keyspace-events", "Kgx"] })
     const floorClients = yield* cluster.clients()
     const floor = yield* Effect.promise(() => loadFloor(floorClients))
-    const redlock = yield* Redlock.make({ clients: yield* cluster.clients(), ttl: 10_000, wakeUp: "keyspace" })
+    const clients = yield* cluster.clients()
+    const redlock = yield* Redlock.make({ clients, ttl: 10_000, wakeUp: "keyspace" })
+    // The yardstick runs the floor's code over the clients effect-redlock would use.
+    const scopedFloor = variant === "floor-scoped" ? yield* Effect.promise(() => loadFloor(clients)) : floor
     let sequence = 0
     const floorCycle = async (worker: number) => {
       const handle = await floor.acquire(`pair:${worker}:${sequence++}`)
@@ -48,6 +60,10 @@ const measure = (k: number) =>
           return Effect.scoped(redlock.acquire(resource))
         case "withLock":
           return redlock.withLock(Effect.void, resource)
+        case "floor-scoped":
+          return Effect.scoped(
+            Effect.acquireRelease(fromPromise(() => scopedFloor.acquire(resource)), (handle) => fromPromise(() => scopedFloor.release(handle)))
+          )
         default:
           return Effect.flatMap(redlock.lock(resource), (lock) => redlock.release(lock))
       }
