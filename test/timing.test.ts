@@ -1,6 +1,7 @@
 /**
- * The timing rules under TestClock, on in-memory nodes whose replies the test releases. The same
- * behaviours are covered on real redis-server nodes in the other suites.
+ * The timing rules under TestClock, on in-memory nodes (`effect-redlock/testing`'s) that the test
+ * hangs and resumes. The same behaviours are covered on real redis-server nodes in the other
+ * suites.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -13,19 +14,20 @@ import { extensionDueAt } from "../src/internal/keepAlive.js"
 import * as Options from "../src/internal/options.js"
 import { driftOf, quorumOf, validityOf } from "../src/internal/quorum.js"
 import { makeService } from "../src/internal/service.js"
-import * as MemoryNode from "./support/MemoryNode.js"
+import * as MemoryNode from "../src/internal/memoryNode.js"
 
-const setup = (n: number, options: Parameters<typeof Options.baseSettings>[0] = {}) => {
-  const nodes = Array.from({ length: n }, (_, index) => MemoryNode.make(`memory-${index}`))
-  const engine: Engine.Engine = {
-    nodes,
-    quorum: quorumOf(n),
-    keyPrefix: "",
-    settings: Options.baseSettings(options),
-    waker: undefined
-  }
-  return { nodes, engine, redlock: makeService(engine) }
-}
+const setup = (n: number, options: Parameters<typeof Options.baseSettings>[0] = {}) =>
+  Effect.map(Effect.clock, (clock) => {
+    const nodes = Array.from({ length: n }, (_, index) => MemoryNode.make(`memory-${index}`, clock))
+    const engine: Engine.Engine = {
+      nodes,
+      quorum: quorumOf(n),
+      keyPrefix: "",
+      settings: Options.baseSettings(options),
+      waker: undefined
+    }
+    return { nodes, engine, redlock: makeService(engine) }
+  })
 
 /** Lets promise callbacks and forked fibers run without moving the TestClock. */
 const settle = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
@@ -45,13 +47,13 @@ describe("quorum arithmetic", () => {
 describe("timing under TestClock", () => {
   it.effect("the lock expires at start + ttl − drift", () =>
     Effect.gen(function*() {
-      const { nodes, redlock } = setup(3, { ttl: 1_000, nodeTimeout: 999 })
+      const { nodes, redlock } = yield* setup(3, { ttl: 1_000, nodeTimeout: 999 })
       yield* TestClock.setTime(50_000)
-      nodes.forEach((node) => node.hold())
+      nodes.forEach((node) => node.setState("hung"))
       const fiber = yield* Effect.fork(redlock.lock("r", { retry: { times: 0 } }))
       yield* settle
       yield* TestClock.adjust(900)
-      nodes.forEach((node) => node.open())
+      nodes.forEach((node) => node.setState("up"))
       const lock = yield* Fiber.join(fiber)
       assert.strictEqual(lock.acquiredAt, 50_000)
       assert.strictEqual(lock.expiresAt, 50_000 + 1_000 - driftOf(1_000, 0.01))
@@ -63,15 +65,15 @@ describe("timing under TestClock", () => {
 
   it.effect("an attempt slower than ttl − drift fails, and its keys are deleted", () =>
     Effect.gen(function*() {
-      const { nodes, redlock } = setup(3, { ttl: 1_000, nodeTimeout: 999 })
-      nodes.forEach((node) => node.hold())
+      const { nodes, redlock } = yield* setup(3, { ttl: 1_000, nodeTimeout: 999 })
+      nodes.forEach((node) => node.setState("hung"))
       const fiber = yield* Effect.fork(Effect.flip(redlock.lock("r", { retry: { times: 0 } })))
       yield* settle
       yield* TestClock.adjust(990)
-      nodes.forEach((node) => node.open())
+      nodes.forEach((node) => node.setState("up"))
       const error = yield* Fiber.join(fiber)
       assert.strictEqual(error._tag, "QuorumUnavailable")
-      for (const node of nodes) assert.strictEqual(node.store.size, 0)
+      for (const node of nodes) assert.strictEqual(node.entries().size, 0)
     }))
 
   it.effect("a lock counts only with more validity left than the 6 ms by which its loss is declared early", () =>
@@ -79,14 +81,14 @@ describe("timing under TestClock", () => {
       // ttl 1000, drift 12: validity 988 ms less the attempt's time.
       const attemptTaking = (ms: number) =>
         Effect.gen(function*() {
-          const { nodes, redlock } = setup(1, { ttl: 1_000, nodeTimeout: 999 })
-          nodes[0]!.hold()
+          const { nodes, redlock } = yield* setup(1, { ttl: 1_000, nodeTimeout: 999 })
+          nodes[0]!.setState("hung")
           const fiber = yield* Effect.fork(Effect.either(redlock.lock("r", { retry: { times: 0 } })))
           yield* settle
           yield* TestClock.adjust(ms)
-          nodes[0]!.open()
+          nodes[0]!.setState("up")
           const result = yield* Fiber.join(fiber)
-          return { result, stored: nodes[0]!.store.size }
+          return { result, stored: nodes[0]!.entries().size }
         })
       const usable = yield* attemptTaking(981)
       assert.isTrue(Either.isRight(usable.result), "7 ms of validity left")
@@ -97,8 +99,8 @@ describe("timing under TestClock", () => {
 
   it.effect("a node that never answers counts as a timeout after nodeTimeout of TestClock time", () =>
     Effect.gen(function*() {
-      const { nodes, redlock } = setup(1, { ttl: 1_000, nodeTimeout: 100 })
-      nodes[0]!.hold()
+      const { nodes, redlock } = yield* setup(1, { ttl: 1_000, nodeTimeout: 100 })
+      nodes[0]!.setState("hung")
       const fiber = yield* Effect.fork(Effect.flip(redlock.lock("r", { retry: { times: 0 } })))
       yield* settle
       yield* TestClock.adjust(99)
@@ -112,9 +114,9 @@ describe("timing under TestClock", () => {
 
   it.effect("the attempt decides on a quorum without waiting for a hung minority", () =>
     Effect.gen(function*() {
-      const { nodes, redlock } = setup(5, { ttl: 1_000, nodeTimeout: 500 })
-      nodes[3]!.hold()
-      nodes[4]!.hold()
+      const { nodes, redlock } = yield* setup(5, { ttl: 1_000, nodeTimeout: 500 })
+      nodes[3]!.setState("hung")
+      nodes[4]!.setState("hung")
       const lock = yield* redlock.lock("r")
       assert.strictEqual(lock.attempts, 1)
       assert.strictEqual(lock.expiresAt, 1_000 - driftOf(1_000, 0.01))
@@ -122,8 +124,8 @@ describe("timing under TestClock", () => {
 
   it.effect("retries follow the schedule and stop at the deadline", () =>
     Effect.gen(function*() {
-      const { nodes, redlock } = setup(1, { ttl: 1_000 })
-      nodes[0]!.store.set("r", "other")
+      const { nodes, redlock } = yield* setup(1, { ttl: 1_000 })
+      nodes[0]!.put("r", "other")
       const fiber = yield* Effect.fork(
         Effect.flip(redlock.lock("r", { retry: { times: 100, delay: 100, jitter: 0 }, deadline: 450 }))
       )
@@ -135,7 +137,7 @@ describe("timing under TestClock", () => {
       // Attempts at 0, 100, 200, 300, 400; the next would start at 500, past the deadline.
       assert.strictEqual(error._tag === "LockContended" && error.attempts, 5)
       // A node that refused an attempt never stored its value: no clean-up is sent to it.
-      assert.strictEqual(nodes[0]!.calls(), 5)
+      assert.strictEqual(nodes[0]!.calls, 5)
     }))
 
   it("extensions are due at the threshold, moved back onto a shared grid of at most 50 ms", () => {
@@ -151,7 +153,7 @@ describe("timing under TestClock", () => {
 
   it.effect("automatic extension runs when a third of the ttl is left and stops at the cap", () =>
     Effect.gen(function*() {
-      const { nodes, redlock } = setup(3, { ttl: 900 })
+      const { nodes, redlock } = yield* setup(3, { ttl: 900 })
       const fiber = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
         const lock = yield* redlock.acquire("r", { autoExtend: { maxExtensions: 2 } })
         return yield* Effect.flip(Lock.awaitLost(lock)).pipe(Effect.map((lost) => ({ lock, lost })))
@@ -161,7 +163,7 @@ describe("timing under TestClock", () => {
       // A third of the ttl before expiry, on the grid: 585 ms, then 585 ms after the extension.
       const extendAt = extensionDueAt(validity, 300)
       assert.strictEqual(extendAt, 585)
-      const calls = () => nodes.reduce((sum, node) => sum + node.calls(), 0)
+      const calls = () => nodes.reduce((sum, node) => sum + node.calls, 0)
       assert.strictEqual(calls(), 3)
       yield* TestClock.adjust(extendAt - 1)
       yield* settle
@@ -177,15 +179,15 @@ describe("timing under TestClock", () => {
       assert.strictEqual(lost.reason, "limit")
       assert.strictEqual(lock.extensions, 2)
       assert.strictEqual(calls(), 12, "no further extension: only the release")
-      for (const node of nodes) assert.strictEqual(node.store.size, 0)
+      for (const node of nodes) assert.strictEqual(node.entries().size, 0)
     }))
 
   it.effect("a hung extension loses the lock exactly at its expiry, not a node timeout later", () =>
     Effect.gen(function*() {
-      const { nodes, redlock } = setup(3, { ttl: 900, nodeTimeout: 400 })
+      const { nodes, redlock } = yield* setup(3, { ttl: 900, nodeTimeout: 400 })
       const fiber = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
         const lock = yield* redlock.acquire("r", { autoExtend: true })
-        nodes.forEach((node) => node.hold())
+        nodes.forEach((node) => node.setState("hung"))
         return { lock, lost: yield* Effect.flip(Lock.awaitLost(lock)) }
       })))
       yield* settle
@@ -195,18 +197,18 @@ describe("timing under TestClock", () => {
       assert.isNull(fiber.unsafePoll(), "still held just before the expiry")
       yield* TestClock.adjust(1)
       yield* settle
-      nodes.forEach((node) => node.open())
+      nodes.forEach((node) => node.setState("up"))
       const { lost } = yield* Fiber.join(fiber)
       assert.strictEqual(lost.reason, "unavailable")
     }))
 
   it.effect("extension failing on a majority until validity runs out loses the lock as unavailable", () =>
     Effect.gen(function*() {
-      const { nodes, redlock } = setup(3, { ttl: 900, nodeTimeout: 50 })
+      const { nodes, redlock } = yield* setup(3, { ttl: 900, nodeTimeout: 50 })
       const fiber = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
         const lock = yield* redlock.acquire("r", { autoExtend: true })
-        nodes[0]!.failWith("connection lost")
-        nodes[1]!.failWith("connection lost")
+        nodes[0]!.setState("down")
+        nodes[1]!.setState("down")
         return yield* Effect.flip(Lock.awaitLost(lock)).pipe(Effect.map((lost) => ({ lock, lost })))
       })))
       for (let step = 0; step < 40; step++) {

@@ -61,7 +61,8 @@ export const validate = <A>(f: () => A): Effect.Effect<A, InvalidArgument> => {
   }
 }
 
-const millisOf = (argument: string, input: unknown): number => {
+/** Validates a positive, finite duration into milliseconds. */
+export const millisOf = (argument: string, input: unknown): number => {
   if (typeof input === "number" && !Number.isFinite(input)) {
     return invalid(argument, `must be a finite duration, got ${input}`)
   }
@@ -304,6 +305,14 @@ export const wakeUpOf = (input: unknown, clients: ReadonlyArray<Client>): "publi
     return invalid("wakeUp", "\"keyspace\" needs standalone clients: on Redis Cluster, notifications stay on the key's node")
   }
   return "keyspace"
+}
+
+/** Validates the number of in-memory nodes of `effect-redlock/testing`: 3 unless given, at most 99. */
+export const nodeCountOf = (input: unknown): number => {
+  if (input === undefined) return 3
+  return typeof input === "number" && Number.isInteger(input) && input >= 1 && input <= 99
+    ? input
+    : invalid("nodes", "must be a whole number of nodes from 1 to 99")
 }
 
 /** Validates a key prefix. */

@@ -100,11 +100,143 @@ type Subscriber = Pick<Client, "subscribe" | "unsubscribe" | "on" | "disconnect"
 const ignore = () => {}
 
 /**
- * Builds the waker of an instance; its subscriber connections close with the scope. A release
- * hands a turn to one waiter of the key, in turn order, once a quorum of nodes announced that
- * same release:
- * waking on the first announcement would mostly make it try before the other nodes deleted the
- * key, and waking every waiter would send them all to Redis for one lock.
+ * Where a waker hears of releases: it starts and stops listening on keys, on every node, and
+ * reports each node's announcements to `announce`.
+ */
+interface Transport {
+  /** Starts listening on the keys on every node; one promise per node, settled once it listens. */
+  readonly listen: (keys: ReadonlyArray<string>) => ReadonlyArray<Promise<unknown>>
+  /** Stops listening on the keys. */
+  readonly stop: (keys: ReadonlyArray<string>) => void
+}
+
+/**
+ * A waker over a transport. A release hands a turn to one waiter of the key, in turn order, once
+ * a quorum of nodes announced that same release: waking on the first announcement would mostly
+ * make it try before the other nodes deleted the key, and waking every waiter would send them all
+ * to Redis for one lock. `announce(node, key, release)` reports one node's announcement; `release`
+ * tells releases apart, or is undefined for keyspace events, which do not.
+ */
+const makeWith = (
+  nodeCount: number,
+  quorum: number,
+  transportOf: (announce: (node: number, key: string, release: string | undefined) => void) => Transport
+): Waker => {
+  // Waiters by key.
+  const channels = new Map<string, Channel>()
+  /**
+   * Keyspace events do not tell one release from the next: the nodes heard since the last turn
+   * count as one release, and the next event of each node that was not heard yet is taken as that
+   * release's late one.
+   */
+  const announce = (node: number, key: string, published: string | undefined) => {
+    const channel = channels.get(key)
+    if (channel === undefined) return
+    if (published === undefined && channel.late.delete(node)) return
+    const release = published ?? ""
+    let nodes = channel.heard.get(release)
+    if (nodes === undefined) {
+      if (channel.heard.size >= rememberedReleases) channel.heard.delete(channel.heard.keys().next().value!)
+      nodes = new Set()
+      channel.heard.set(release, nodes)
+    }
+    nodes.add(node)
+    if (nodes.size !== quorum) return
+    if (published === undefined) {
+      channel.heard.delete(release)
+      for (let other = 0; other < nodeCount; other++) if (!nodes.has(other)) channel.late.add(other)
+    }
+    const [next] = channel.waiters
+    if (next === undefined) return
+    channel.waiters.delete(next)
+    channel.waiters.add(next)
+    next.notified = true
+    const wake = next.wake
+    next.wake = undefined
+    wake?.()
+  }
+  const transport = transportOf(announce)
+
+  const leave = (keys: ReadonlyArray<string>, waiter: Waiter) => {
+    const emptied = keys.filter((key) => {
+      const channel = channels.get(key)
+      channel?.waiters.delete(waiter)
+      if (channel === undefined || channel.waiters.size > 0) return false
+      channels.delete(key)
+      return true
+    })
+    if (emptied.length > 0) transport.stop(emptied)
+  }
+
+  /** Adds the waiter to every channel, listening on new ones; true if a channel had waiters already. */
+  const join = (keys: ReadonlyArray<string>, waiter: Waiter, timeoutMs: number) =>
+    Effect.clockWith((clock) =>
+      Effect.async<boolean>((resume) => {
+        let queued = false
+        const fresh = keys.filter((key) => {
+          const channel = channels.get(key)
+          if (channel !== undefined) {
+            queued ||= channel.waiters.size > 0
+            channel.waiters.add(waiter)
+            return false
+          }
+          channels.set(key, { waiters: new Set([waiter]), heard: new Map(), late: new Set() })
+          return true
+        })
+        if (fresh.length === 0) return resume(Effect.succeed(queued))
+        const listening = transport.listen(fresh)
+        let pending = listening.length
+        let done = false
+        const finish = () => {
+          if (done) return
+          done = true
+          stop()
+          resume(Effect.succeed(queued))
+        }
+        const stop = startTimer(clock, timeoutMs, finish)
+        const settled = () => --pending === 0 && finish()
+        listening.forEach((node) => node.then(settled, settled))
+      })
+    )
+
+  const waitFor = (waiter: Waiter, ms: number) =>
+    Effect.clockWith((clock) =>
+      Effect.async<boolean>((resume) => {
+        if (waiter.notified) {
+          waiter.notified = false
+          return resume(Effect.succeed(true))
+        }
+        const stop = startTimer(clock, ms, () => {
+          waiter.wake = undefined
+          resume(Effect.succeed(false))
+        })
+        waiter.wake = () => {
+          stop()
+          waiter.notified = false
+          resume(Effect.succeed(true))
+        }
+        return Effect.sync(() => {
+          stop()
+          waiter.wake = undefined
+        })
+      })
+    )
+
+  const listen = (keys: ReadonlyArray<string>, timeoutMs: number) => {
+    const waiter: Waiter = { notified: false, wake: undefined }
+    return Effect.acquireRelease(
+      Effect.map(join(keys, waiter, timeoutMs), (queued): Listener => ({ queued, wait: (ms) => waitFor(waiter, ms) })),
+      () => Effect.sync(() => leave(keys, waiter))
+    )
+  }
+  const isQueued = (keys: ReadonlyArray<string>) => channels.size > 0 && keys.some((key) => channels.has(key))
+  return { listen, isQueued }
+}
+
+/**
+ * Builds the waker of an instance over its clients: one subscriber connection per node, opened
+ * on the first contention; they close with the scope. Each node names a key's channel with its
+ * own prefix.
  */
 export const make = (
   clients: ReadonlyArray<Client>,
@@ -112,145 +244,55 @@ export const make = (
   source: Source
 ): Effect.Effect<Waker, never, Scope.Scope> =>
   Effect.gen(function*() {
-    // Waiters by key; each node names the key's channel with its own prefix.
-    const channels = new Map<string, Channel>()
     const prefixes = prefixesOf(clients, source)
     let subscribers: ReadonlyArray<Subscriber> | undefined
-    /**
-     * A published release carries the digest of its owner value. Keyspace events do not tell one
-     * release from the next: the nodes heard since the last turn count as one release, and the
-     * next event of each node that was not heard yet is taken as that release's late one.
-     */
-    const announce = (node: number, name: string, message: string) => {
-      let release = message
-      if (source === "keyspace" && !deletions.has(message)) return
-      const key = name.slice(prefixes[node]!.length)
-      const channel = channels.get(key)
-      if (channel === undefined) return
-      if (source === "keyspace") {
-        if (channel.late.delete(node)) return
-        release = ""
-      }
-      let nodes = channel.heard.get(release)
-      if (nodes === undefined) {
-        if (channel.heard.size >= rememberedReleases) channel.heard.delete(channel.heard.keys().next().value!)
-        nodes = new Set()
-        channel.heard.set(release, nodes)
-      }
-      nodes.add(node)
-      if (nodes.size !== quorum) return
-      if (source === "keyspace") {
-        channel.heard.delete(release)
-        for (let other = 0; other < clients.length; other++) if (!nodes.has(other)) channel.late.add(other)
-      }
-      const [next] = channel.waiters
-      if (next === undefined) return
-      channel.waiters.delete(next)
-      channel.waiters.add(next)
-      next.notified = true
-      const wake = next.wake
-      next.wake = undefined
-      wake?.()
-    }
     // A subscriber also closes when its client ends: an instance whose clients were closed without
     // closing the instance (the Promise façade without `quit`) must not keep reconnecting forever.
     const closers: Array<() => void> = []
-    const open = (): ReadonlyArray<Subscriber> =>
-      subscribers ??= clients.map((client, node) => {
-        const subscriber: Subscriber = client.duplicate()
-        subscriber.on("error", ignore)
-        subscriber.on("message", (name: string, release: string) => announce(node, name, release))
-        const close = () => subscriber.disconnect()
-        client.once("end", close)
-        closers.push(() => client.off("end", close))
-        return subscriber
-      })
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
         closers.forEach((remove) => remove())
         subscribers?.forEach((subscriber) => subscriber.disconnect())
       })
     )
-
     const namesOn = (node: number, keys: ReadonlyArray<string>) => keys.map((key) => prefixes[node] + key)
-
-    const leave = (keys: ReadonlyArray<string>, waiter: Waiter) => {
-      const emptied = keys.filter((key) => {
-        const channel = channels.get(key)
-        channel?.waiters.delete(waiter)
-        if (channel === undefined || channel.waiters.size > 0) return false
-        channels.delete(key)
-        return true
-      })
-      if (emptied.length === 0) return
-      open().forEach((subscriber, node) => subscriber.unsubscribe(...namesOn(node, emptied)).catch(ignore))
-    }
-
-    /** Adds the waiter to every channel, subscribing to new ones; true if a channel had waiters already. */
-    const join = (keys: ReadonlyArray<string>, waiter: Waiter, timeoutMs: number) =>
-      Effect.clockWith((clock) =>
-        Effect.async<boolean>((resume) => {
-          let queued = false
-          const fresh = keys.filter((key) => {
-            const channel = channels.get(key)
-            if (channel !== undefined) {
-              queued ||= channel.waiters.size > 0
-              channel.waiters.add(waiter)
-              return false
-            }
-            channels.set(key, { waiters: new Set([waiter]), heard: new Map(), late: new Set() })
-            return true
-          })
-          if (fresh.length === 0) return resume(Effect.succeed(queued))
-          const all = open()
-          let pending = all.length
-          let done = false
-          const finish = () => {
-            if (done) return
-            done = true
-            stop()
-            resume(Effect.succeed(queued))
-          }
-          const stop = startTimer(clock, timeoutMs, finish)
-          all.forEach((subscriber, node) => {
-            subscriber.subscribe(...namesOn(node, fresh)).then(
-              () => --pending === 0 && finish(),
-              () => --pending === 0 && finish()
-            )
-          })
+    return makeWith(clients.length, quorum, (announce) => {
+      // A published release carries the digest of its owner value; a keyspace event, its kind.
+      const heard = (node: number, name: string, message: string) => {
+        if (source === "keyspace" && !deletions.has(message)) return
+        announce(node, name.slice(prefixes[node]!.length), source === "publish" ? message : undefined)
+      }
+      const open = (): ReadonlyArray<Subscriber> =>
+        subscribers ??= clients.map((client, node) => {
+          const subscriber: Subscriber = client.duplicate()
+          subscriber.on("error", ignore)
+          subscriber.on("message", (name: string, message: string) => heard(node, name, message))
+          const close = () => subscriber.disconnect()
+          client.once("end", close)
+          closers.push(() => client.off("end", close))
+          return subscriber
         })
-      )
-
-    const waitFor = (waiter: Waiter, ms: number) =>
-      Effect.clockWith((clock) =>
-        Effect.async<boolean>((resume) => {
-          if (waiter.notified) {
-            waiter.notified = false
-            return resume(Effect.succeed(true))
-          }
-          const stop = startTimer(clock, ms, () => {
-            waiter.wake = undefined
-            resume(Effect.succeed(false))
-          })
-          waiter.wake = () => {
-            stop()
-            waiter.notified = false
-            resume(Effect.succeed(true))
-          }
-          return Effect.sync(() => {
-            stop()
-            waiter.wake = undefined
-          })
-        })
-      )
-
-    const listen = (keys: ReadonlyArray<string>, timeoutMs: number) => {
-      const waiter: Waiter = { notified: false, wake: undefined }
-      return Effect.acquireRelease(
-        Effect.map(join(keys, waiter, timeoutMs), (queued): Listener => ({ queued, wait: (ms) => waitFor(waiter, ms) })),
-        () => Effect.sync(() => leave(keys, waiter))
-      )
-    }
-    const isQueued = (keys: ReadonlyArray<string>) => channels.size > 0 && keys.some((key) => channels.has(key))
-    return { listen, isQueued }
+      return {
+        listen: (keys) => open().map((subscriber, node) => subscriber.subscribe(...namesOn(node, keys))),
+        stop: (keys) =>
+          open().forEach((subscriber, node) => subscriber.unsubscribe(...namesOn(node, keys)).catch(ignore))
+      }
+    })
   })
+
+/**
+ * A waker for in-memory nodes, which report each release themselves through `announce` (with the
+ * released owner value, as a published release carries its digest). Listening is immediate.
+ */
+export const makeInMemory = (
+  nodeCount: number,
+  quorum: number
+): { readonly waker: Waker; readonly announce: (node: number, key: string, value: string) => void } => {
+  let announce: (node: number, key: string, value: string) => void = () => {}
+  const listening: ReadonlyArray<Promise<void>> = Array.from({ length: nodeCount }, () => Promise.resolve())
+  const waker = makeWith(nodeCount, quorum, (heard) => {
+    announce = heard
+    return { listen: () => listening, stop: () => {} }
+  })
+  return { waker, announce: (node, key, value) => announce(node, key, value) }
+}

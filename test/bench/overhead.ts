@@ -11,11 +11,11 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import type * as EngineModule from "../../src/internal/engine.js"
+import type * as MemoryNodeModule from "../../src/internal/memoryNode.js"
 import type * as OptionsModule from "../../src/internal/options.js"
 import type * as QuorumModule from "../../src/internal/quorum.js"
 import type * as ServiceModule from "../../src/internal/service.js"
 import type { Lock } from "../../src/Lock.js"
-import * as MemoryNode from "../support/MemoryNode.js"
 import { flag } from "./flags.js"
 import { loadInternal } from "./library.js"
 
@@ -27,7 +27,9 @@ const { makeService } = await loadInternal<typeof ServiceModule>("service.js")
 const Options = await loadInternal<typeof OptionsModule>("options.js")
 const { quorumOf } = await loadInternal<typeof QuorumModule>("quorum.js")
 
-const nodes = Array.from({ length: k }, (_, index) => MemoryNode.make(`memory-${index}`))
+const MemoryNode = await loadInternal<typeof MemoryNodeModule>("memoryNode.js")
+const clock = Effect.runSync(Effect.clock)
+const nodes = Array.from({ length: k }, (_, index) => MemoryNode.make(`memory-${index}`, clock))
 const engine: EngineModule.Engine = {
   nodes,
   quorum: quorumOf(k),

@@ -133,8 +133,11 @@ const renderEntry = (moduleName: string, entry: Entry, checker: ts.TypeChecker, 
   return lines.join("\n")
 }
 
-/** Public modules reached by their own subpath rather than through `src/index.ts`. */
-export const subpathModules = ["promise"] as const
+/** Public modules reached by their own subpath rather than through `src/index.ts`, with their import line. */
+export const subpathModules = {
+  promise: "import Redlock from \"effect-redlock/promise\"",
+  testing: "import * as RedlockTest from \"effect-redlock/testing\""
+} as const
 
 /** Renders the reference of the modules `src/index.ts` re-exports, from the program of tsconfig.json. */
 export const render = (root: string = repoRoot): Rendered => {
@@ -176,11 +179,11 @@ export const render = (root: string = repoRoot): Rendered => {
     )
   }
   // Subpath modules outside the barrel.
-  for (const subpath of subpathModules) {
+  for (const [subpath, importLine] of Object.entries(subpathModules)) {
     const file = program.getSourceFile(path.join(root, "src", `${subpath}.ts`))
     const symbol = file === undefined ? undefined : checker.getSymbolAtLocation(file)
     if (symbol === undefined) throw new Error(`no src/${subpath}.ts module`)
-    renderModule(subpath, symbol, `\`import Redlock from "effect-redlock/${subpath}"\``)
+    renderModule(subpath, symbol, `\`${importLine}\``)
   }
   return { markdown: sections.join("\n\n"), missing, exports }
 }

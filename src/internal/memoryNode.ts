@@ -1,0 +1,146 @@
+/**
+ * An in-memory node: keys that expire on an Effect `Clock` (the TestClock in a test), and the
+ * faults of a real node: down (every call fails), hung (calls wait, as on a paused server, and run
+ * when it comes back), emptied (a restart without persistence). Backs `effect-redlock/testing`.
+ * It answers as the scripts in `scripts.ts` do on Redis; `test/testing.test.ts` runs the same
+ * calls on both and compares.
+ */
+import type * as Clock from "effect/Clock"
+import type { LockNode } from "./node.js"
+
+/** How a node answers: normally, not at all (`down`: every call fails), or late (`hung`). */
+export type NodeState = "up" | "down" | "hung"
+
+interface Entry {
+  readonly value: string
+  /** Clock time in ms; `Infinity` for a fencing counter, which never expires. */
+  readonly expiresAt: number
+}
+
+/** A memory node plus the controls its tests drive it with. */
+export interface MemoryNode extends LockNode {
+  readonly state: NodeState
+  /** Sets how the node answers. Calls held while hung run, in order, once it is up again, and fail once it is down. */
+  setState(state: NodeState): void
+  /** Forgets every key, fencing counters included. */
+  flush(): void
+  /** The keys that have not expired, with their values. */
+  entries(): ReadonlyMap<string, string>
+  /** Sets a key as another owner would, expiring after `ttlMs` (never when undefined). */
+  put(key: string, value: string, ttlMs?: number): void
+  /** Deletes a key. */
+  remove(key: string): void
+  /** The calls received so far. */
+  readonly calls: number
+}
+
+/** What a down node's calls fail with: ioredis's message for a closed connection. */
+export const downMessage = "Connection is closed."
+
+/**
+ * Makes a memory node. `onReleased(key, value)` is told of each key a release deleted, as the
+ * release script's PUBLISH tells waiters.
+ */
+export const make = (
+  label: string,
+  clock: Clock.Clock,
+  onReleased: (key: string, value: string) => void = () => {}
+): MemoryNode => {
+  const store = new Map<string, Entry>()
+  let state: NodeState = "up"
+  let calls = 0
+  let held: Array<{ readonly run: () => void; readonly fail: () => void }> = []
+
+  const now = () => clock.unsafeCurrentTimeMillis()
+  /** The key's live entry; an expired one is deleted, as Redis does when a key is read. */
+  const live = (key: string): Entry | undefined => {
+    const entry = store.get(key)
+    if (entry === undefined || entry.expiresAt > now()) return entry
+    store.delete(key)
+    return undefined
+  }
+  const valueOf = (key: string) => live(key)?.value
+  const setFor = (key: string, value: string, ttlMs: number | undefined) =>
+    store.set(key, { value, expiresAt: ttlMs === undefined ? Infinity : now() + ttlMs })
+  const counterOf = (key: string) => Number(valueOf(key) ?? 0)
+
+  const answer = <A>(compute: () => A): Promise<A> => {
+    calls++
+    if (state === "down") return Promise.reject(new Error(downMessage))
+    if (state === "up") return Promise.resolve().then(compute)
+    return new Promise<A>((resolve, reject) => {
+      held.push({ run: () => resolve(compute()), fail: () => reject(new Error(downMessage)) })
+    })
+  }
+
+  const extend: LockNode["extend"] = (keys, value, ttlMs) =>
+    answer(() => {
+      if (keys.some((key) => valueOf(key) !== undefined && valueOf(key) !== value)) return -1
+      if (!keys.every((key) => valueOf(key) === value)) return 0
+      for (const key of keys) setFor(key, value, ttlMs)
+      return 1
+    })
+
+  return {
+    label,
+    isCluster: false,
+    keyPrefix: "",
+    get state() {
+      return state
+    },
+    get calls() {
+      return calls
+    },
+    setState: (next) => {
+      state = next
+      if (next === "hung") return
+      const waiting = held
+      held = []
+      for (const call of waiting) next === "up" ? call.run() : call.fail()
+    },
+    flush: () => store.clear(),
+    entries: () => {
+      const entries = new Map<string, string>()
+      for (const key of [...store.keys()]) {
+        const value = valueOf(key)
+        if (value !== undefined) entries.set(key, value)
+      }
+      return entries
+    },
+    put: (key, value, ttlMs) => setFor(key, value, ttlMs),
+    remove: (key) => store.delete(key),
+    acquire: (keys, value, ttlMs) =>
+      answer(() => {
+        if (keys.some((key) => valueOf(key) !== undefined)) return 0
+        for (const key of keys) setFor(key, value, ttlMs)
+        return 1
+      }),
+    acquireFenced: (keys, fenceKeys, value, ttlMs) =>
+      answer(() => {
+        if (keys.some((key) => valueOf(key) !== undefined)) return 0
+        const token = Math.max(...fenceKeys.map(counterOf)) + 1
+        for (const key of keys) setFor(key, value, ttlMs)
+        for (const fenceKey of fenceKeys) setFor(fenceKey, String(token), undefined)
+        return token
+      }),
+    raiseFence: (keys, fenceKeys, value, token) =>
+      answer(() => {
+        if (keys.some((key) => valueOf(key) !== value)) return 0
+        for (const fenceKey of fenceKeys) if (counterOf(fenceKey) < token) setFor(fenceKey, String(token), undefined)
+        return 1
+      }),
+    extend,
+    extendInBatch: extend,
+    release: (keys, value) =>
+      answer(() => {
+        let deleted = 0
+        for (const key of keys) {
+          if (valueOf(key) !== value) continue
+          store.delete(key)
+          deleted++
+          onReleased(key, value)
+        }
+        return deleted
+      })
+  }
+}
