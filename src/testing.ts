@@ -53,8 +53,8 @@ export interface TestOptions extends Redlock.InstanceOptions {
 }
 
 /**
- * One in-memory node and the faults it can be put in. Every control takes effect at once; calls
- * already answered are not affected.
+ * One in-memory node and the faults it can be put in. A control applies to the calls made after
+ * it: a call already made is answered as the node was then.
  *
  * @since 0.1.0
  * @category models

@@ -6,7 +6,7 @@
  */
 import { assert, describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
@@ -31,7 +31,14 @@ const script = (node: LockNode, wait: (ms: number) => Promise<void>) => async ()
   await record(node.extend(["a"], "v2", 20_000))
   await record(node.extend(["b", "gone"], "v3", 20_000))
   await record(node.extend(["gone", "a"], "v3", 20_000))
-  await record(node.extendInBatch(["b", "c"], "v3", 20_000))
+  // Asked together, extensions go as one batched command (extendMany): replies 1, 0 and -1.
+  for (
+    const reply of await Promise.all([
+      node.extendInBatch(["b", "c"], "v3", 20_000),
+      node.extendInBatch(["gone"], "v3", 20_000),
+      node.extendInBatch(["a"], "v3", 20_000)
+    ])
+  ) replies.push(reply)
   await record(node.release(["b", "c"], "v1"))
   await record(node.release(["b", "c"], "v3"))
   await record(node.release(["a"], "v1"))
@@ -42,11 +49,11 @@ const script = (node: LockNode, wait: (ms: number) => Promise<void>) => async ()
   await record(node.raiseFence(["f"], ["f:fence"], "v4", 2))
   await record(node.release(["f"], "v4"))
   await record(node.acquireFenced(["f", "g"], ["f:fence", "g:fence"], "v6", 10_000))
-  // Expiry: a 40 ms lock is gone 150 ms later; an extension moves the expiry.
-  await record(node.acquire(["short"], "v7", 40))
-  await record(node.acquire(["kept"], "v8", 40))
+  // Expiry: a 300 ms lock is gone 700 ms later; an extension moves the expiry.
+  await record(node.acquire(["short"], "v7", 300))
+  await record(node.acquire(["kept"], "v8", 300))
   await record(node.extend(["kept"], "v8", 10_000))
-  await wait(150)
+  await wait(700)
   await record(node.acquire(["short"], "v9", 10_000))
   await record(node.acquire(["kept"], "v9", 10_000))
   await record(node.extend(["short"], "v9", 10_000))
@@ -64,9 +71,16 @@ describe("the in-memory node", () => {
       const inMemory = yield* Effect.promise(script(memory, sleep))
       assert.deepStrictEqual(inMemory, real)
       // The expected replies, so that a script that both got wrong the same way still fails.
-      assert.deepStrictEqual(real, [1, 0, 0, 1, 1, -1, 0, -1, 1, 0, 2, 1, 1, 0, 0, 1, 1, 1, 8, 1, 1, 1, 1, 0, 1])
+      assert.deepStrictEqual(real, [1, 0, 0, 1, 1, -1, 0, -1, 1, 0, -1, 0, 2, 1, 1, 0, 0, 1, 1, 1, 8, 1, 1, 1, 1, 0, 1])
       const keys = yield* cluster.nodes[0]!.keys("*")
       assert.deepStrictEqual([...memory.entries().keys()].sort(), [...keys].sort())
+      // A fencing counter that is not a number fails the call on both.
+      const outcome = (call: Promise<number>) => call.then(() => "answered", () => "failed")
+      yield* Effect.promise(() => client!.set("h:fence", "x"))
+      memory.put("h:fence", "x")
+      const onRedis = yield* Effect.promise(() => outcome(fromClient(client!, false).acquireFenced(["h"], ["h:fence"], "v", 1_000)))
+      const onMemory = yield* Effect.promise(() => outcome(memory.acquireFenced(["h"], ["h:fence"], "v", 1_000)))
+      assert.deepStrictEqual([onMemory, onRedis], ["failed", "failed"])
     }))
 })
 
@@ -88,10 +102,10 @@ describe("effect-redlock/testing under TestClock", () => {
       const redlock = yield* Redlock.Redlock
       yield* redlock.lock("job", { ttl: "1 second" })
       assert.isTrue(Option.isNone(yield* Effect.scoped(redlock.tryAcquire("job"))))
-      yield* TestClock.adjust("999 millis")
-      assert.isTrue(Option.isNone(yield* Effect.scoped(redlock.tryAcquire("job"))), "still held 1 ms before ttl")
+      yield* TestClock.adjust("1 second")
+      assert.isTrue(Option.isNone(yield* Effect.scoped(redlock.tryAcquire("job"))), "still held at ttl, as Redis keeps it")
       yield* TestClock.adjust("1 millis")
-      assert.isTrue(Option.isSome(yield* Effect.scoped(redlock.tryAcquire("job"))))
+      assert.isTrue(Option.isSome(yield* Effect.scoped(redlock.tryAcquire("job"))), "free 1 ms after")
     }).pipe(Effect.provide(RedlockTest.layer())))
 
   it.effect("withLock extends its lock while the body runs far past the ttl, and frees it after", () =>
@@ -173,9 +187,12 @@ describe("effect-redlock/testing under TestClock", () => {
       yield* settle
       yield* nodes[0]!.flush
       yield* nodes[1]!.flush
-      yield* TestClock.adjust("1 second")
-      const lost = yield* Fiber.join(body)
-      assert.strictEqual(lost._tag, "LockLost")
+      // The first extension is due with a third of the ttl left: it finds the keys gone, long
+      // before the lock would expire (988 ms).
+      yield* TestClock.adjust("700 millis")
+      for (let turn = 0; turn < 5; turn++) yield* settle
+      const lost = body.unsafePoll()
+      assert.isTrue(lost !== null && Exit.isSuccess(lost) && lost.value._tag === "LockLost", "lost at the extension")
     }).pipe(Effect.provide(RedlockTest.layer())))
 
   it.effect("a waiter gets a released lock at once, without the clock moving; without wake-ups it waits its retry delay", () =>
@@ -189,7 +206,8 @@ describe("effect-redlock/testing under TestClock", () => {
           yield* redlock.release(held)
           yield* settle
           yield* settle
-          return waiter.unsafePoll() !== null
+          const exit = waiter.unsafePoll()
+          return exit !== null && Exit.isSuccess(exit)
         })
       assert.isTrue(yield* handOver(true), "woken by the release")
       assert.isFalse(yield* handOver(false), "still waiting for its retry")
@@ -208,8 +226,14 @@ describe("effect-redlock/testing under TestClock", () => {
       assert.strictEqual(resource.argument, "resources")
       const occupyTtl = yield* Effect.flip(nodes[0]!.occupy("job", "0 millis"))
       assert.strictEqual(occupyTtl.argument, "ttl")
-      assert.isTrue(Either.isLeft(yield* Effect.either(nodes[0]!.evict(""))))
-      assert.strictEqual(yield* nodes[0]!.calls, 0, "no call reached the node")
+      const evicted = yield* Effect.flip(nodes[0]!.evict(""))
+      assert.strictEqual(evicted.argument, "resources")
+      // Bad input to the operations reaches no node.
+      const three = yield* RedlockTest.make()
+      for (const bad of [three.redlock.lock(""), three.redlock.lock("job", { ttl: -1 }), three.redlock.withLock(Effect.void, [])]) {
+        assert.strictEqual((yield* Effect.flip(bad))._tag, "InvalidArgument")
+      }
+      for (const node of three.nodes) assert.strictEqual(yield* node.calls, 0, "no call reached a node")
     }))
 
   it.effect("the layer's keys carry the instance's keyPrefix", () =>

@@ -52,24 +52,36 @@ export const make = (
   let held: Array<{ readonly run: () => void; readonly fail: () => void }> = []
 
   const now = () => clock.unsafeCurrentTimeMillis()
-  /** The key's live entry; an expired one is deleted, as Redis does when a key is read. */
+  /** The key's live entry; an expired one is deleted, as Redis does when a key is read (it keeps a key until the ms after its expiry). */
   const live = (key: string): Entry | undefined => {
     const entry = store.get(key)
-    if (entry === undefined || entry.expiresAt > now()) return entry
+    if (entry === undefined || entry.expiresAt >= now()) return entry
     store.delete(key)
     return undefined
   }
   const valueOf = (key: string) => live(key)?.value
   const setFor = (key: string, value: string, ttlMs: number | undefined) =>
     store.set(key, { value, expiresAt: ttlMs === undefined ? Infinity : now() + ttlMs })
-  const counterOf = (key: string) => Number(valueOf(key) ?? 0)
+  /** A fencing counter; one that is not a number fails the call, as the script's comparison does on Redis. */
+  const counterOf = (key: string) => {
+    const counter = Number(valueOf(key) ?? 0)
+    if (Number.isNaN(counter)) throw new Error(`ERR user_script: attempt to compare nil with number (${key} is not a counter)`)
+    return counter
+  }
 
   const answer = <A>(compute: () => A): Promise<A> => {
     calls++
     if (state === "down") return Promise.reject(new Error(downMessage))
     if (state === "up") return Promise.resolve().then(compute)
     return new Promise<A>((resolve, reject) => {
-      held.push({ run: () => resolve(compute()), fail: () => reject(new Error(downMessage)) })
+      const run = () => {
+        try {
+          resolve(compute())
+        } catch (error) {
+          reject(error)
+        }
+      }
+      held.push({ run, fail: () => reject(new Error(downMessage)) })
     })
   }
 

@@ -282,7 +282,8 @@ export const make = (
 
 /**
  * A waker for in-memory nodes, which report each release themselves through `announce` (with the
- * released owner value, as a published release carries its digest). Listening is immediate.
+ * released owner value, as a published release carries its digest). Listening takes no round
+ * trip: a waiter listens once its promise callbacks have run.
  */
 export const makeInMemory = (
   nodeCount: number,
