@@ -7,7 +7,8 @@
  *   npm run bench -- --rounds 5 --duration-ms 800 --k 3 --scenarios a,c --impls floor,effect,semaphore
  *
  * Every flag has an environment twin: BENCH_QUICK=1, BENCH_ROUNDS, BENCH_DURATION_MS, BENCH_K,
- * BENCH_SCENARIOS, BENCH_IMPLS, BENCH_WARMUP_MS, BENCH_HOLD_MS, BENCH_QUIET_WAIT_S, BENCH_OUT.
+ * BENCH_SCENARIOS, BENCH_IMPLS, BENCH_WARMUP_MS, BENCH_HOLD_MS, BENCH_QUIET_WAIT_S, BENCH_A_SLICES,
+ * BENCH_OUT.
  *
  * The machine is shared (2 cores here): before each round the bench waits, at most --quiet-wait-s
  * seconds (20 by default, 0 with --quick), until other processes use less than a fifth of the
@@ -19,8 +20,11 @@
  *   c  8 workers contending for one resource, holding it 1 ms: cycles/s, waits, Redis commands
  *      per cycle, fairness (Jain), exclusion violations
  * For each K the nodes start once; then, round after round, every scenario runs every
- * implementation in an order rotated by one each time, each with fresh ioredis clients. Reported:
- * medians over rounds (waits pooled over rounds), ratios within the run.
+ * implementation in an order rotated by one each time, each with fresh ioredis clients. Scenario a
+ * splits each round's window into --a-slices slices (8 by default), every implementation taking
+ * its turn in each: a lone worker's latency moves with the machine's speed from second to second,
+ * and turns of 50 ms spread every implementation over the same seconds. Reported: medians over
+ * rounds (slices, in a; waits pooled over rounds), ratios within the run.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Effect from "effect/Effect"
@@ -57,6 +61,7 @@ const { values: flags } = parseArgs({
     "warmup-ms": { type: "string" },
     "hold-ms": { type: "string" },
     "quiet-wait-s": { type: "string" },
+    "a-slices": { type: "string" },
     out: { type: "string" },
     help: { type: "boolean" }
   },
@@ -67,7 +72,7 @@ if (flags.help) {
   console.log(
     "usage: npm run bench -- [--quick] [--rounds N] [--duration-ms N] [--k 1,3,5] [--scenarios a,b,c]\n" +
       "                        [--impls floor,effect,redlock,semaphore,universal,...] [--warmup-ms N] [--hold-ms N]\n" +
-      "                        [--quiet-wait-s N] [--out FILE]"
+      "                        [--quiet-wait-s N] [--a-slices N] [--out FILE]"
   )
   process.exit(0)
 }
@@ -86,6 +91,7 @@ const baseDurationMs = Math.max(50, intOf(setting(flags["duration-ms"], "BENCH_D
 const warmupMs = intOf(setting(flags["warmup-ms"], "BENCH_WARMUP_MS"), quick ? 100 : 200, "--warmup-ms")
 const holdMs = intOf(setting(flags["hold-ms"], "BENCH_HOLD_MS"), 1, "--hold-ms")
 const quietWaitS = intOf(setting(flags["quiet-wait-s"], "BENCH_QUIET_WAIT_S"), quick ? 0 : 20, "--quiet-wait-s")
+const aSlices = Math.max(1, intOf(setting(flags["a-slices"], "BENCH_A_SLICES"), quick ? 2 : 8, "--a-slices"))
 const ks = (setting(flags.k, "BENCH_K") ?? "1,3,5").split(",").map((k) => intOf(k.trim(), 1, "--k")).filter((k) => k > 0)
 const scenarioIds = (setting(flags.scenarios, "BENCH_SCENARIOS") ?? "a,b,c").split(",").map((s) => s.trim())
 const implFilter = setting(flags.impls, "BENCH_IMPLS")?.split(",").map((s) => s.trim().toLowerCase()).filter(Boolean)
@@ -246,21 +252,26 @@ const runK = (k: number) =>
       busyBeforeRound.push({ k, round, busy })
       if (busy > busyThreshold) log(`  ! K=${k} round ${round + 1}: the machine is ${(busy * 100).toFixed(0)} % busy with other work`)
       for (const [index, scenario] of scenarios.entries()) {
-        for (const impl of rotate(impls, round + index)) {
-          if (broken.has(impl.name)) continue
-          const prefix = `bench:${scenario.id}:${k}:${round}:${impl.name}`
-          const run = yield* runOne(cluster, impl, scenario, prefix, round)
-          if (run._tag === "None") continue
-          const key = `${scenario.id}|${impl.name}`
-          runs.set(key, [...(runs.get(key) ?? []), run.value])
-          const s = run.value.sample
-          const thr = s.cycles / (s.windowMs / 1000)
-          log(
-            `  K=${k} round ${round + 1}/${rounds} ${scenario.id} ${impl.name.padEnd(30)} ${thr.toFixed(0).padStart(7)}/s` +
-              (s.failures + s.violations + run.value.keysLeft > 0
-                ? `  failures ${s.failures} violations ${s.violations} keys ${run.value.keysLeft}`
-                : "")
-          )
+        const slices = scenario.id === "a" ? aSlices : 1
+        const window: Scenario = { ...scenario, durationMs: Math.max(20, Math.round(scenario.durationMs / slices)) }
+        for (let slice = 0; slice < slices; slice++) {
+          for (const impl of rotate(impls, round * slices + slice + index)) {
+            if (broken.has(impl.name)) continue
+            const prefix = `bench:${scenario.id}:${k}:${round}:${slice}:${impl.name}`
+            const run = yield* runOne(cluster, impl, window, prefix, round)
+            if (run._tag === "None") continue
+            const key = `${scenario.id}|${impl.name}`
+            runs.set(key, [...(runs.get(key) ?? []), run.value])
+            const s = run.value.sample
+            const problems = s.failures + s.violations + run.value.keysLeft > 0
+            if (slice < slices - 1 && !problems) continue
+            const thr = s.cycles / (s.windowMs / 1000)
+            log(
+              `  K=${k} round ${round + 1}/${rounds} ${scenario.id} ${impl.name.padEnd(30)} ${thr.toFixed(0).padStart(7)}/s` +
+                (slices > 1 ? ` (slice ${slice + 1}/${slices})` : "") +
+                (problems ? `  failures ${s.failures} violations ${s.violations} keys ${run.value.keysLeft}` : "")
+            )
+          }
         }
       }
     }
@@ -279,7 +290,7 @@ const program = Effect.gen(function*() {
   const started = performance.now()
   log(
     `bench: K=${ks.join(",")} scenarios=${scenarios.map((s) => s.id).join(",")} rounds=${rounds} ` +
-      `window=${baseDurationMs} ms (c: ${baseDurationMs * 3} ms) warm-up=${warmupMs} ms, ${impls.length} implementations`
+      `window=${baseDurationMs} ms (a: ${aSlices} slices; c: ${baseDurationMs * 3} ms) warm-up=${warmupMs} ms, ${impls.length} implementations`
   )
   const blocks: Array<Block> = []
   let redisVersion = "unknown"
@@ -302,7 +313,10 @@ const program = Effect.gen(function*() {
     `CPU busy with other processes before each round: ${busyBeforeRound.map((b) => `${(b.busy * 100).toFixed(0)}%`).join(" ")} ` +
       `(load average at the end ${Os.loadavg().map((x) => x.toFixed(1)).join(" ")})`
   )
-  out.push("Medians over rounds; in c the waits are pooled over rounds. spread = (max − min) / median of the throughput over rounds.")
+  out.push(
+    `Medians over rounds (in a, over the ${aSlices} slices of every round); in c the waits are pooled over rounds. ` +
+      "spread = (max − min) / median of the throughput over rounds (slices)."
+  )
   out.push("worst worker p99 = the highest of the workers' own p99 waits (not diluted when one worker keeps the lock and the others starve).")
   out.push("cmds = INFO commandstats calls summed over nodes (commands run inside Lua scripts included), per completed cycle.")
   out.push("fail = acquisitions that failed, viol = overlapping holders seen in-process, keys = keys left on the nodes after the run (fencing counters, kept on purpose, apart).")
@@ -346,6 +360,7 @@ const program = Effect.gen(function*() {
       quick,
       rounds,
       windowMs: Object.fromEntries(scenarios.map((s) => [s.id, s.durationMs])),
+      aSlices,
       warmupMs,
       holdMs,
       ks,

@@ -1,8 +1,8 @@
 /**
  * effect-redlock against the raw-ioredis floor, alternating in short turns: on a shared machine
  * whose speed drifts from second to second, turns of a few milliseconds (scenario a) or one second
- * (scenario b) put both through the same conditions, which `npm run bench`'s 400 ms windows per
- * implementation cannot. Reports medians and their ratios.
+ * (scenario b) put both through the same conditions more closely than `npm run bench`'s windows
+ * (50 ms slices in a, 400 ms in b). Reports medians and their ratios.
  *
  *   npm run build && npx tsx test/bench/pairwise.ts [--k 1,3,5] [--seconds 8] [--windows 7] [--variant lock]
  *
