@@ -1,9 +1,9 @@
 /**
  * A Redlock over in-memory nodes, for your own tests: no Redis, and time under your control. Keys
  * expire on the `Clock` of the fiber that builds the instance, so under `@effect/vitest`'s
- * `it.effect` a `TestClock.adjust` expires them; each node can be taken down, hung or emptied to
- * see how your code behaves when Redis fails. The lock logic is the library's own: only the nodes
- * are in memory.
+ * `it.effect` a `TestClock.adjust` expires them; each node can be taken down, hung, slowed or
+ * emptied to see how your code behaves when Redis fails. The lock logic is the library's own:
+ * only the nodes are in memory.
  *
  * @example
  * ```ts
@@ -70,7 +70,13 @@ export interface TestNode {
    * again, and fail when it goes `down`.
    */
   readonly hang: Effect.Effect<void>
-  /** Answers normally again; runs the calls that waited while it hung. */
+  /**
+   * From now on each call runs, and is answered, `latency` of Clock time after it is made, as on a
+   * slow or distant node: a lock's validity shrinks by the time its attempt took, and a call slower
+   * than `nodeTimeout` counts as a timeout (its write still lands, then its clean-up).
+   */
+  readonly slow: (latency: Duration.DurationInput) => Effect.Effect<void, InvalidArgument>
+  /** Answers normally again, at once; runs the calls that waited while it hung. */
   readonly up: Effect.Effect<void>
   /** Forgets every key, as a node restarted without persistence does (fencing counters included). */
   readonly flush: Effect.Effect<void>
@@ -115,6 +121,8 @@ const controlsOf = (node: MemoryNode.MemoryNode, keyOf: (resource: string) => st
   label: node.label,
   down: Effect.sync(() => node.setState("down")),
   hang: Effect.sync(() => node.setState("hung")),
+  slow: (latency) =>
+    Effect.flatMap(options_.validate(() => options_.millisOf("latency", latency)), (ms) => Effect.sync(() => node.setDelay(ms))),
   up: Effect.sync(() => node.setState("up")),
   flush: Effect.sync(() => node.flush()),
   keys: Effect.sync(() => node.entries()),

@@ -5,12 +5,14 @@
  * hung or emptied, another owner, wake-ups, bad input.
  */
 import { assert, describe, expect, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import * as MemoryNode from "../src/internal/memoryNode.js"
+import * as Lock from "../src/Lock.js"
 import { fromClient, type LockNode } from "../src/internal/node.js"
 import * as Redlock from "../src/Redlock.js"
 import * as RedlockTest from "../src/testing.js"
@@ -177,6 +179,40 @@ describe("effect-redlock/testing under TestClock", () => {
       yield* settle
       for (const node of nodes) assert.strictEqual((yield* node.keys).size, 0)
       assert.strictEqual(yield* nodes[1]!.calls, 2)
+    }).pipe(Effect.provide(RedlockTest.layer())))
+
+  it.effect("slow nodes: the lock's validity shrinks by the attempt's time", () =>
+    Effect.gen(function*() {
+      const redlock = yield* Redlock.Redlock
+      for (const node of yield* RedlockTest.Nodes) yield* node.slow("300 millis")
+      const attempt = yield* Effect.fork(redlock.lock("job", { ttl: "1 second", nodeTimeout: "500 millis" }))
+      yield* settle
+      yield* TestClock.adjust("299 millis")
+      yield* settle
+      assert.isNull(attempt.unsafePoll(), "the nodes have not answered yet")
+      yield* TestClock.adjust("1 millis")
+      const lock = yield* Fiber.join(attempt)
+      // Received with ttl − elapsed − drift left: 1000 − 300 − 12.
+      assert.strictEqual(Duration.toMillis(yield* Lock.remaining(lock)), 688)
+    }).pipe(Effect.provide(RedlockTest.layer())))
+
+  it.effect("a node slower than nodeTimeout is a timeout; its late write lands, then its clean-up", () =>
+    Effect.gen(function*() {
+      const redlock = yield* Redlock.Redlock
+      const nodes = yield* RedlockTest.Nodes
+      for (const node of nodes) yield* node.slow("1 second")
+      const attempt = yield* Effect.fork(Effect.flip(redlock.lock("job", { ...noRetry, ttl: "10 seconds", nodeTimeout: "100 millis" })))
+      yield* settle
+      yield* TestClock.adjust("100 millis")
+      const error = yield* Fiber.join(attempt)
+      assert.strictEqual(error._tag, "QuorumUnavailable")
+      // The SETs land at 1 s, the clean-ups sent at 100 ms land at 1.1 s.
+      yield* TestClock.adjust("900 millis")
+      yield* settle
+      assert.isTrue((yield* nodes[0]!.keys).has("job"), "the late write landed")
+      yield* TestClock.adjust("100 millis")
+      yield* settle
+      for (const node of nodes) assert.strictEqual((yield* node.keys).size, 0, "and was cleaned up")
     }).pipe(Effect.provide(RedlockTest.layer())))
 
   it.effect("a majority emptied while withLock runs: the body is interrupted with LockLost", () =>

@@ -1,11 +1,12 @@
 /**
  * An in-memory node: keys that expire on an Effect `Clock` (the TestClock in a test), and the
  * faults of a real node: down (every call fails), hung (calls wait, as on a paused server, and run
- * when it comes back), emptied (a restart without persistence). Backs `effect-redlock/testing`.
+ * when it comes back), slow (each call takes a set time), emptied (a restart without persistence). Backs `effect-redlock/testing`.
  * It answers as the scripts in `scripts.ts` do on Redis; `test/testing.test.ts` runs the same
  * calls on both and compares.
  */
 import type * as Clock from "effect/Clock"
+import { startTimer } from "./fanout.js"
 import type { LockNode } from "./node.js"
 
 /** How a node answers: normally, not at all (`down`: every call fails), or late (`hung`). */
@@ -20,8 +21,13 @@ interface Entry {
 /** A memory node plus the controls its tests drive it with. */
 export interface MemoryNode extends LockNode {
   readonly state: NodeState
-  /** Sets how the node answers. Calls held while hung run, in order, once it is up again, and fail once it is down. */
+  /**
+   * Sets how the node answers (and ends a delay). Calls held while hung run, in order, once it is
+   * up again, and fail once it is down.
+   */
   setState(state: NodeState): void
+  /** From now on each call runs, and is answered, `ms` of Clock time after it is made (the node is up). */
+  setDelay(ms: number): void
   /** Forgets every key, fencing counters included. */
   flush(): void
   /** The keys that have not expired, with their values. */
@@ -48,6 +54,7 @@ export const make = (
 ): MemoryNode => {
   const store = new Map<string, Entry>()
   let state: NodeState = "up"
+  let delayMs = 0
   let calls = 0
   let held: Array<{ readonly run: () => void; readonly fail: () => void }> = []
 
@@ -69,19 +76,27 @@ export const make = (
     return counter
   }
 
+  /** Runs a call as the node is now: fails it when down, holds it when hung, else answers it. */
+  const run = <A>(compute: () => A, resolve: (value: A) => void, reject: (error: unknown) => void): void => {
+    if (state === "down") return reject(new Error(downMessage))
+    if (state === "hung") {
+      held.push({ run: () => run(compute, resolve, reject), fail: () => reject(new Error(downMessage)) })
+      return
+    }
+    try {
+      resolve(compute())
+    } catch (error) {
+      reject(error)
+    }
+  }
+
   const answer = <A>(compute: () => A): Promise<A> => {
     calls++
     if (state === "down") return Promise.reject(new Error(downMessage))
-    if (state === "up") return Promise.resolve().then(compute)
+    if (state === "up" && delayMs === 0) return Promise.resolve().then(compute)
     return new Promise<A>((resolve, reject) => {
-      const run = () => {
-        try {
-          resolve(compute())
-        } catch (error) {
-          reject(error)
-        }
-      }
-      held.push({ run, fail: () => reject(new Error(downMessage)) })
+      if (state === "hung") return run(compute, resolve, reject)
+      startTimer(clock, delayMs, () => run(compute, resolve, reject))
     })
   }
 
@@ -105,10 +120,15 @@ export const make = (
     },
     setState: (next) => {
       state = next
+      delayMs = 0
       if (next === "hung") return
       const waiting = held
       held = []
       for (const call of waiting) next === "up" ? call.run() : call.fail()
+    },
+    setDelay: (ms) => {
+      state = "up"
+      delayMs = ms
     },
     flush: () => store.clear(),
     entries: () => {
