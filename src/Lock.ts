@@ -108,7 +108,8 @@ export const isHeld = (lock: Lock): Effect.Effect<boolean> =>
  */
 export const awaitLost = (lock: Lock): Effect.Effect<never, LockLost> => {
   const state = stateOf(lock)
-  if (state.autoExtending) return state.awaitLoss()
+  // Interruptible even where the caller is not: a race or a fork that outlives its use must end.
+  if (state.autoExtending) return Effect.interruptible(state.awaitLoss())
   const watchExpiry: Effect.Effect<never> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
     if (state.status === "held" && state.isLossDue(now)) {
       state.markLost(new LockLost({ resources: state.resources, reason: "expired", votes: [] }))

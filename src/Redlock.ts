@@ -320,8 +320,9 @@ export declare namespace Redlock {
     ) => Effect.Effect<Option.Option<Lock.Lock>, QuorumUnavailable | InvalidArgument, Scope.Scope>
     /**
      * Acquires, runs the effect, releases. The lock is extended while the effect runs; if it is
-     * lost, the effect is interrupted and the result is a `LockLost` failure. The effect has a
-     * `Scope` of its own, closed before the lock is released.
+     * lost, the effect is interrupted and the result is a `LockLost` failure (also when the effect
+     * could not be interrupted and ran to its end). The effect has a `Scope` of its own, closed
+     * before the lock is released.
      */
     readonly withLock: WithLock
     /** Like `withLock` with a single attempt: `None` when the resources are held elsewhere. */
@@ -478,8 +479,9 @@ export const tryAcquire = (
 
 /**
  * Runs an effect while holding a lock, extending it as needed; interrupts the effect with
- * `LockLost` if the lock can no longer be guaranteed. The body may be a function of the lock, and
- * has a `Scope` of its own: what it acquires is released before the lock is.
+ * `LockLost` if the lock can no longer be guaranteed (an effect that cannot be interrupted runs on,
+ * and the result is the `LockLost` all the same). The body may be a function of the lock, and has
+ * a `Scope` of its own: what it acquires is released before the lock is.
  *
  * @example
  * ```ts

@@ -16,7 +16,7 @@ import * as Lock from "../src/Lock.js"
 import type { LockLost } from "../src/RedlockError.js"
 import * as Scripts from "../src/internal/scripts.js"
 import type { RedisNode } from "./support/RedisNodes.js"
-import { keysEverywhere, resource, withRedlock } from "./support/setup.js"
+import { eventually, keysEverywhere, resource, withRedlock } from "./support/setup.js"
 
 /** Counts unhandled rejections for the duration of the scope. */
 const watchUnhandled = Effect.acquireRelease(
@@ -157,6 +157,32 @@ describe("withLock", () => {
       assert.strictEqual(error._tag === "LockLost" && error.reason, "expired")
       assert.isFalse(yield* Ref.get(finished))
       assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
+    }))
+
+  it.scopedLive("a lock lost while the body cannot be interrupted is still LockLost, not the body's success", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const name = resource("lost-uninterruptible")
+      const body = Effect.gen(function*() {
+        yield* Effect.forEach(cluster.nodes.slice(1), (node) => node.del(name))
+        // Past the first extension (about 400 ms in), which finds the keys gone.
+        yield* Effect.sleep("900 millis")
+        return "done"
+      })
+      // Called from an uninterruptible region, the body cannot be interrupted when the lock is lost.
+      const result = yield* Effect.either(Effect.uninterruptible(redlock.withLock(body, name, { ttl: 600 })))
+      assert.isTrue(result._tag === "Left" && result.left._tag === "LockLost", `got ${JSON.stringify(result)}`)
+    }))
+
+  it.scopedLive("Lock.awaitLost raced inside an uninterruptible withLock ends with the race", () =>
+    Effect.gen(function*() {
+      const { redlock } = yield* withRedlock(1)
+      // Uninterruptible, the race would wait for ever for its loser unless awaitLost can be interrupted.
+      const fiber = yield* Effect.forkDaemon(Effect.uninterruptible(
+        redlock.withLock((lock) => Effect.raceFirst(Effect.succeed("work done"), Lock.awaitLost(lock)), resource("await-race"))
+      ))
+      const exit = yield* eventually(Effect.sync(() => fiber.unsafePoll()), (exit) => exit !== null)
+      assert.isTrue(exit !== null && Exit.isSuccess(exit) && exit.value === "work done")
     }))
 
   it.scopedLive("interrupted from outside, the body's finalizers still run under the lock", () =>

@@ -25,11 +25,13 @@ import { LockState } from "./lock.js"
 import * as options_ from "./options.js"
 import { isTraced } from "./tracing.js"
 
-/** A guarded body's result: its interruption after the lock was lost is the `LockLost`. */
-const resultOf = <A, E>(lock: LockState, exit: Exit.Exit<A, E>): Exit.Exit<A, E | LockLost> => {
-  const lost = lock.lostWith
-  return lost !== undefined && Exit.isInterrupted(exit) ? Exit.fail(lost) : exit
-}
+/**
+ * A guarded body's result, once it and its scope are done: the `LockLost` when the lock was lost
+ * meanwhile — whether the loss interrupted the body or found it uninterruptible, the work did not
+ * run under the lock to its end.
+ */
+const resultOf = <A, E>(lock: LockState, exit: Exit.Exit<A, E>): Exit.Exit<A, E | LockLost> =>
+  lock.lostWith === undefined ? exit : Exit.fail(lock.lostWith)
 
 /** Whether `withLock`'s first argument is the body (data-first) rather than the resources. */
 export const isBody = (args: IArguments): boolean => Effect.isEffect(args[0]) || typeof args[0] === "function"
@@ -170,18 +172,18 @@ export const makeService = (instance: engine.Engine): Redlock.Service => {
           Context.add(parent.currentContext as Context.Context<Exclude<R, Scope.Scope>>, Scope.Scope, scope) as Context.Context<R>,
           Effect.flatMap(
             Effect.exit(restore(typeof body === "function" ? Effect.suspend(() => body(lock)) : body)),
-            (exit) => Effect.map(Effect.exit(Scope.close(scope, exit)), (closed) => Exit.zipLeft(exit, closed))
+            (exit) => Effect.map(Effect.exit(Scope.close(scope, exit)), (closed) => resultOf(lock, Exit.zipLeft(exit, closed)))
           )
         )
         const done = work.unsafePoll()
-        if (done !== null) return Effect.zipRight(releaseQuietly(lock, clock), resultOf(lock, Exit.flatten(done)))
+        if (done !== null) return Effect.zipRight(releaseQuietly(lock, clock), Exit.flatten(done))
         const keeper = startKeeper(lock, Fiber.interrupt(work), clock, parent)
         const released = Effect.zipRight(keeper.stop, releaseQuietly(lock, clock))
         return Effect.flatMap(Effect.exit(restore(exitOf(work))), (awaited) =>
           // Awaiting fails only when the caller is interrupted: that interruption is the result.
           Exit.isFailure(awaited)
             ? Effect.zipRight(Fiber.interrupt(work), Effect.zipRight(released, Exit.failCause(awaited.cause)))
-            : Effect.zipRight(released, resultOf(lock, Exit.flatten(awaited.value))))
+            : Effect.zipRight(released, Exit.flatten(awaited.value)))
       }))
 
   /** Acquires, runs the body guarded, releases: one fiber and one scope for the body. */
