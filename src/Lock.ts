@@ -48,7 +48,9 @@ export interface Lock {
   readonly acquiredAt: number
   /**
    * Until when the lock is guaranteed, in epoch milliseconds: the start of the last successful
-   * acquire or extend attempt, plus the ttl, less the clock drift allowance.
+   * acquire or extend attempt, plus the ttl, less the clock drift allowance. It can also move
+   * earlier: an extension with a shorter ttl shortens the lock on the nodes it reaches, even when
+   * it failed, and extensions in flight together count the shortest ttl among them.
    */
   readonly expiresAt: number
   /** How many times the lock was extended. */

@@ -329,7 +329,10 @@ export declare namespace Redlock {
     readonly tryWithLock: TryWithLock
     /** Acquires a lock that the caller releases with `release` (or lets expire). */
     readonly lock: (resources: Resources, options?: LockOptions) => Effect.Effect<Lock.Lock, AcquireError>
-    /** Resets the lock's ttl (or sets a new one) on a quorum of nodes. */
+    /**
+     * Resets the lock's ttl (or sets a new one) on a quorum of nodes. A shorter ttl shortens the
+     * lock: its `expiresAt` moves earlier, and automatic extension follows it.
+     */
     readonly extend: (lock: Lock.Lock, ttl?: Duration.DurationInput) => Effect.Effect<Lock.Lock, LockLost | InvalidArgument>
     /**
      * Deletes the lock's keys where they still hold its owner value. Done as soon as a quorum of

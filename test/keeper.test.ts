@@ -305,5 +305,35 @@ describe("a lock whose validity runs out", () => {
       yield* redlock.release(lock)
       assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*").pipe(Effect.withClock(Clock.make())), [[]])
     }))
-})
 
+  it.scopedLive("an extend to a shorter ttl shortens the lock on the client as on Redis", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3, { ttl: 10_000 })
+      const name = resource("extend-shorter")
+      const lock = yield* redlock.lock(name)
+      yield* redlock.extend(lock, "1 second")
+      const pttl = Number(yield* Effect.orDie(cluster.nodes[0]!.call("PTTL", name)))
+      const remaining = lock.expiresAt - Date.now()
+      assert.isAtMost(pttl, 1_000)
+      assert.isAtMost(remaining, pttl, "the client never counts on more than Redis keeps")
+      yield* redlock.release(lock)
+    }))
+
+  it.scopedLive("the keeper follows a shorter extend at once: the lock stays held on Redis", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3, { ttl: 10_000 })
+      const name = resource("keeper-shorter")
+      const seen = yield* redlock.withLock(
+        (lock: Lock.Lock) =>
+          Effect.gen(function*() {
+            yield* redlock.extend(lock, "600 millis")
+            // Without a new plan the keeper would sleep until the old expiry's threshold (6.6 s).
+            yield* Effect.sleep("1500 millis")
+            return yield* Effect.orDie(cluster.nodes[0]!.get(name))
+          }),
+        name
+      )
+      assert.isNotNull(seen, "still held after 1.5 s, extended by the keeper")
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
+    }))
+})

@@ -219,4 +219,39 @@ describe("timing under TestClock", () => {
       assert.strictEqual(lost.reason, "unavailable")
       assert.strictEqual(lock.extensions, 0)
     }))
+
+  it.effect("two extensions in flight: the lock ends with the last one to land, never later", () =>
+    Effect.gen(function*() {
+      const { nodes, redlock } = yield* setup(1, { ttl: 1_000 })
+      const lock = yield* redlock.lock("r")
+      nodes[0]!.setState("hung")
+      // Sent in this order, they land in this order: the 500 ms ttl last.
+      const longer = yield* Effect.fork(redlock.extend(lock, 5_000))
+      yield* settle
+      const shorter = yield* Effect.fork(redlock.extend(lock, 500))
+      yield* settle
+      nodes[0]!.setState("up")
+      yield* Fiber.join(longer)
+      yield* Fiber.join(shorter)
+      assert.strictEqual(lock.expiresAt, 500 - driftOf(500, 0.01))
+      yield* TestClock.adjust(501)
+      assert.isFalse(nodes[0]!.entries().has("r"), "the key expired at 500 ms on the node")
+      assert.isFalse(yield* Lock.isHeld(lock))
+    }))
+
+  it.effect("an extension that failed may still have landed: a shorter ttl shortens the lock", () =>
+    Effect.gen(function*() {
+      const { nodes, redlock } = yield* setup(3, { ttl: 1_000, nodeTimeout: 50 })
+      const lock = yield* redlock.lock("r")
+      nodes[1]!.setState("hung")
+      nodes[2]!.setState("hung")
+      const extending = yield* Effect.fork(Effect.flip(redlock.extend(lock, 200)))
+      yield* settle
+      yield* TestClock.adjust(50)
+      assert.strictEqual((yield* Fiber.join(extending))._tag, "LockLost")
+      // The calls land late, and the keys then expire 200 ms after the attempt started.
+      nodes[1]!.setState("up")
+      nodes[2]!.setState("up")
+      assert.strictEqual(lock.expiresAt, 200 - driftOf(200, 0.01))
+    }))
 })

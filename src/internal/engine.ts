@@ -14,7 +14,7 @@ import * as ScheduleIntervals from "effect/ScheduleIntervals"
 import type { NodeReport, ReleaseReport } from "../Redlock.js"
 import { InvalidArgument, LockContended, LockLost, NodeVote, QuorumUnavailable } from "../RedlockError.js"
 import { type Round, type RoundSpec, type Running, runRound, startRound } from "./fanout.js"
-import { LockState } from "./lock.js"
+import { type ExtensionInFlight, LockState } from "./lock.js"
 import * as metrics from "./metrics.js"
 import type { LockNode } from "./node.js"
 import type { Settings } from "./options.js"
@@ -482,12 +482,23 @@ export const tryLock = (
 /**
  * An extension round: resets the ttl where every key still holds the lock's value. The keeper's
  * rounds (`byKeeper`) join each node's batch of extensions, and stop waiting at the lock's expiry:
- * past it, a late confirmation is of no use to work that must stop.
+ * past it, a late confirmation is of no use to work that must stop. Registers the round as in
+ * flight (see `settleExtension`), from now until it is settled or `endExtension`.
  */
-export const extensionSpec = (lock: LockState, settings: Settings, byKeeper: boolean): RoundSpec => {
+export const extensionRound = (
+  lock: LockState,
+  settings: Settings,
+  byKeeper: boolean
+): { readonly spec: RoundSpec; readonly extension: ExtensionInFlight } => {
   const { engine, keys, value } = lock
   const { ttlMs } = settings
-  return {
+  const extension: ExtensionInFlight = { ttlMs, shortestMs: ttlMs }
+  for (const other of lock.extending) {
+    other.shortestMs = Math.min(other.shortestMs, ttlMs)
+    extension.shortestMs = Math.min(extension.shortestMs, other.ttlMs)
+  }
+  lock.extending.push(extension)
+  const spec: RoundSpec = {
     nodes: engine.nodes,
     call: byKeeper
       ? (node) => node.extendInBatch(keys, value, ttlMs)
@@ -501,6 +512,13 @@ export const extensionSpec = (lock: LockState, settings: Settings, byKeeper: boo
       if (reply === 0 && confirms(lock, settings, round)) retake(lock, settings, index)
     }
   }
+  return { spec, extension }
+}
+
+/** Forgets an extension round that will not be settled (cancelled). */
+export const endExtension = (lock: LockState, extension: ExtensionInFlight): void => {
+  const index = lock.extending.indexOf(extension)
+  if (index !== -1) lock.extending.splice(index, 1)
 }
 
 /** Whether a decided extension round confirmed the lock, which is still held. */
@@ -510,16 +528,26 @@ const confirms = (lock: LockState, settings: Settings, round: Round): boolean =>
   lock.status === "held"
 
 /**
- * Applies a decided extension round: a win moves the expiry forward; otherwise the error. A lock
- * that is gone or taken on too many nodes is lost for good; one that only could not be confirmed
- * stays held until its current expiry, so the caller may retry.
+ * Applies a decided extension round: a win sets the expiry from the round's start and ttl;
+ * otherwise the error. A lock that is gone or taken on too many nodes is lost for good; one that
+ * only could not be confirmed stays held until its current expiry, so the caller may retry.
+ * Each node's key expires by the ttl of the last extension that landed on it, and that is not
+ * always the latest one asked for: a win counts the shortest ttl of the rounds it overlapped, and
+ * a round that failed may still have landed, so a shorter ttl shortens the lock all the same.
  */
-export const settleExtension = (lock: LockState, settings: Settings, round: Round): LockLost | undefined => {
+export const settleExtension = (
+  lock: LockState,
+  settings: Settings,
+  round: Round,
+  extension: ExtensionInFlight
+): LockLost | undefined => {
   const { engine } = lock
   const { ttlMs, driftMs } = settings
+  endExtension(lock, extension)
   const won = round.tally.granted >= engine.quorum
-  if (confirms(lock, settings, round)) {
-    lock.expiresAt = Math.max(lock.expiresAt, round.startedAt + ttlMs - driftMs)
+  const { shortestMs } = extension
+  if (confirms(lock, settings, round) && isUsable(validityOf(shortestMs, driftMs, round.startedAt, round.decidedAt))) {
+    lock.expiresAt = round.startedAt + shortestMs - driftMs
     lock.extensions++
     metrics.lockExtended()
     if (round.tally.denied > 0) {
@@ -529,6 +557,7 @@ export const settleExtension = (lock: LockState, settings: Settings, round: Roun
     }
     return undefined
   }
+  lock.expiresAt = Math.min(lock.expiresAt, round.startedAt + ttlMs - driftMs)
   const unavailable = won || isUnavailable(round.tally.failed, engine.nodes.length, engine.quorum)
   const reason = unavailable ? "unavailable" : round.replies.includes(-1) ? "taken" : "expired"
   const error = new LockLost({ resources: lock.resources, reason, votes: votesOf(engine, round) })
@@ -554,13 +583,24 @@ const retake = (lock: LockState, settings: Settings, index: number): void => {
 
 /** Resets the ttl on a quorum (see `settleExtension`). */
 export const extend = (lock: LockState, settings: Settings): Effect.Effect<LockState, LockLost | InvalidArgument> =>
-  Effect.suspend((): Effect.Effect<LockState, LockLost | InvalidArgument> => {
+  Effect.clockWith((clock): Effect.Effect<LockState, LockLost | InvalidArgument> => {
     if (lock.status === "released") {
       return Effect.fail(new InvalidArgument({ argument: "lock", reason: "was released" }))
     }
     if (lock.lostWith !== undefined) return Effect.fail(lock.lostWith)
-    return Effect.flatMap(runRound(extensionSpec(lock, settings, false)), (round) => {
-      const error = settleExtension(lock, settings, round)
+    const startedAt = clock.unsafeCurrentTimeMillis()
+    const { extension, spec } = extensionRound(lock, settings, false)
+    const before = lock.expiresAt
+    const settled = Effect.onInterrupt(runRound(spec), () =>
+      Effect.sync(() => {
+        // Its extensions were sent, and may still land.
+        endExtension(lock, extension)
+        lock.expiresAt = Math.min(lock.expiresAt, startedAt + settings.ttlMs - settings.driftMs)
+        if (lock.expiresAt < before) lock.onExpiryLowered?.()
+      }))
+    return Effect.flatMap(settled, (round) => {
+      const error = settleExtension(lock, settings, round, extension)
+      if (lock.expiresAt < before) lock.onExpiryLowered?.()
       return error === undefined ? Effect.succeed(lock) : Effect.fail(error)
     })
   })

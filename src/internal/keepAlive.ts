@@ -11,9 +11,9 @@ import * as Fiber from "effect/Fiber"
 import * as Runtime from "effect/Runtime"
 import { LockLost } from "../RedlockError.js"
 import { startNow } from "./fiber.js"
-import { extensionSpec, settleExtension } from "./engine.js"
+import { endExtension, extensionRound, settleExtension } from "./engine.js"
 import { liveClock, type Round, type Running, startRound, startTimer } from "./fanout.js"
-import type { LockState } from "./lock.js"
+import type { ExtensionInFlight, LockState } from "./lock.js"
 import { type Waiting, WaitingList } from "./waitingList.js"
 
 /**
@@ -60,6 +60,7 @@ class LockKeeper implements Keeper, Waiting<LockKeeper> {
   private stopped = false
   private cancelTimer: (() => void) | undefined = undefined
   private round: Running | undefined = undefined
+  private extension: ExtensionInFlight | undefined = undefined
   private lastFailure: LockLost | undefined = undefined
   private reaction: Fiber.RuntimeFiber<void> | undefined = undefined
   private alarm: Alarm | undefined = undefined
@@ -83,6 +84,7 @@ class LockKeeper implements Keeper, Waiting<LockKeeper> {
     const policy = lock.settings.autoExtend
     lock.autoExtending = policy !== undefined
     lock.onLoss = () => this.lost()
+    lock.onExpiryLowered = () => this.replan()
     if (policy === undefined) this.wakeAt(lock.lossAt)
     else this.wakeOnGrid(extensionDueAt(lock.expiresAt, policy.thresholdMs))
   }
@@ -147,15 +149,18 @@ class LockKeeper implements Keeper, Waiting<LockKeeper> {
     }
     const extendAt = extensionDueAt(lock.expiresAt, policy.thresholdMs)
     if (extendAt > now) return this.wakeOnGrid(extendAt)
-    this.round = startRound(extensionSpec(lock, lock.settings, true), this.clock, (round) => {
+    const { extension, spec } = extensionRound(lock, lock.settings, true)
+    this.extension = extension
+    this.round = startRound(spec, this.clock, (round) => {
       this.round = undefined
-      this.guarded(() => this.settled(lock, round))
+      this.extension = undefined
+      this.guarded(() => this.settled(lock, round, extension))
     })
   }
 
-  private settled(lock: LockState, round: Round): void {
+  private settled(lock: LockState, round: Round, extension: ExtensionInFlight): void {
     const { settings } = lock
-    const failure = settleExtension(lock, settings, round)
+    const failure = settleExtension(lock, settings, round, extension)
     if (failure === undefined || lock.status !== "held") return this.step()
     this.lastFailure = failure
     // The round gave up at the loss instant at the latest: retry soon, or declare the loss then.
@@ -187,12 +192,22 @@ class LockKeeper implements Keeper, Waiting<LockKeeper> {
     }
     this.round?.cancel()
     this.round = undefined
+    if (this.extension !== undefined) endExtension(this.lock, this.extension)
+    this.extension = undefined
+  }
+
+  /** `expiresAt` moved earlier (a caller's shorter `extend`): the next step is due sooner. */
+  private replan(): void {
+    if (this.stopped || this.round !== undefined) return
+    this.halt()
+    this.step()
   }
 
   readonly stop: Effect.Effect<void> = Effect.suspend(() => {
     this.stopped = true
     this.halt()
     this.lock.onLoss = undefined
+    this.lock.onExpiryLowered = undefined
     return this.reaction === undefined ? Effect.void : Fiber.interrupt(this.reaction)
   })
 }

@@ -18,6 +18,16 @@ export const TypeId: unique symbol = Symbol.for("effect-redlock/Lock")
 export type Status = "held" | "released" | "lost"
 
 
+/**
+ * An extension round in flight: its ttl, and the shortest ttl among the rounds that overlapped it
+ * (its own included). Rounds in flight together may land on a node in any order, and the last one
+ * to land sets the key's ttl there.
+ */
+export interface ExtensionInFlight {
+  readonly ttlMs: number
+  shortestMs: number
+}
+
 /** The one implementation of `Lock`. */
 export class LockState implements Lock.Lock {
   readonly [TypeId]: typeof TypeId = TypeId
@@ -34,6 +44,10 @@ export class LockState implements Lock.Lock {
   autoExtending = false
   /** Called once when the lock is lost: the keeper's reaction (interrupting the work). */
   onLoss: (() => void) | undefined = undefined
+  /** Called when a caller's `extend` moved `expiresAt` earlier: the keeper plans again. */
+  onExpiryLowered: (() => void) | undefined = undefined
+  /** The extension rounds in flight. */
+  readonly extending: Array<ExtensionInFlight> = []
   private lossSignal: Deferred.Deferred<never, LockLost> | undefined = undefined
 
   constructor(
