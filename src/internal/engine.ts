@@ -493,11 +493,12 @@ export const extensionRound = (
   const { engine, keys, value } = lock
   const { ttlMs } = settings
   const extension: ExtensionInFlight = { ttlMs, shortestMs: ttlMs }
-  for (const other of lock.extending) {
+  const extending = lock.extending ??= []
+  for (const other of extending) {
     other.shortestMs = Math.min(other.shortestMs, ttlMs)
     extension.shortestMs = Math.min(extension.shortestMs, other.ttlMs)
   }
-  lock.extending.push(extension)
+  extending.push(extension)
   const spec: RoundSpec = {
     nodes: engine.nodes,
     call: byKeeper
@@ -517,8 +518,8 @@ export const extensionRound = (
 
 /** Forgets an extension round that will not be settled (cancelled). */
 export const endExtension = (lock: LockState, extension: ExtensionInFlight): void => {
-  const index = lock.extending.indexOf(extension)
-  if (index !== -1) lock.extending.splice(index, 1)
+  const index = lock.extending?.indexOf(extension) ?? -1
+  if (index !== -1) lock.extending!.splice(index, 1)
 }
 
 /** Whether a decided extension round confirmed the lock, which is still held. */

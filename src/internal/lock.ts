@@ -46,8 +46,8 @@ export class LockState implements Lock.Lock {
   onLoss: (() => void) | undefined = undefined
   /** Called when a caller's `extend` moved `expiresAt` earlier: the keeper plans again. */
   onExpiryLowered: (() => void) | undefined = undefined
-  /** The extension rounds in flight. */
-  readonly extending: Array<ExtensionInFlight> = []
+  /** The extension rounds in flight (made on the first extension: most locks never extend). */
+  extending: Array<ExtensionInFlight> | undefined = undefined
   private lossSignal: Deferred.Deferred<never, LockLost> | undefined = undefined
 
   constructor(
