@@ -185,10 +185,12 @@ const toError = (error: RedlockError): ExecutionError =>
  */
 const runOn = <A>(
   runtime: ManagedRuntime.ManagedRuntime<Redlock_.Redlock, InvalidArgument>,
-  effect: Effect.Effect<A, unknown, Redlock_.Redlock>
+  effect: Effect.Effect<A, unknown, Redlock_.Redlock>,
+  signal: AbortSignal
 ): Promise<A> =>
-  runtime.runPromiseExit(effect).then((exit) => {
+  runtime.runPromiseExit(effect, { signal }).then((exit) => {
     if (Exit.isSuccess(exit)) return exit.value
+    if (signal.aborted && Cause.isInterruptedOnly(exit.cause)) throw quitError()
     const failure = Cause.failureOption(exit.cause)
     if (Option.isSome(failure)) {
       throw isRedlockError(failure.value) ? toError(failure.value) : failure.value
@@ -196,6 +198,9 @@ const runOn = <A>(
     const defect = Cause.squash(exit.cause)
     throw defect instanceof Error ? defect : new Error(String(defect))
   })
+
+/** What an operation rejects with once `quit()` was called. */
+const quitError = () => new Error("effect-redlock/promise: quit() was called; this Redlock takes no more operations")
 
 /** Calls `callback` when given, keeping the returned promise handled. */
 const withCallback = <A>(promise: Promise<A>, callback: Callback<A> | undefined): Promise<A> => {
@@ -300,6 +305,9 @@ export class Lock {
  * @category constructors
  */
 export class Redlock extends EventEmitter {
+  /** node-redlock v2–v4's `Redlock.LockError`, for `instanceof` checks. */
+  static readonly LockError = ExecutionError
+
   /** The settings in force (node-redlock's defaults, overridden by the constructor's). */
   readonly settings: Settings
   /** The clients, one vote each. */
@@ -310,6 +318,8 @@ export class Redlock extends EventEmitter {
   private engine: Engine | undefined = undefined
   /** Set by `quit()`. */
   private closed = false
+  /** Aborted by `quit()`: interrupts the operations still running (retrying, say). */
+  private readonly stopping = new AbortController()
 
   constructor(clients: Iterable<Client>, settings: Partial<Settings> = {}) {
     super()
@@ -325,11 +335,12 @@ export class Redlock extends EventEmitter {
     )
   }
 
-  /** Runs an operation on the instance; after `quit()`, rejects with an `Error` that says so. */
+  /**
+   * Runs an operation on the instance. After `quit()` it rejects with an `Error` that says so, and
+   * so does one still running when `quit()` is called: it is interrupted.
+   */
   private run<A>(effect: Effect.Effect<A, unknown, Redlock_.Redlock>): Promise<A> {
-    return this.closed
-      ? Promise.reject(new Error("effect-redlock/promise: quit() was called; this Redlock takes no more operations"))
-      : runOn(this.runtime, effect)
+    return this.closed ? Promise.reject(quitError()) : runOn(this.runtime, effect, this.stopping.signal)
   }
 
   /**
@@ -340,7 +351,8 @@ export class Redlock extends EventEmitter {
   private nodeFailed(node: string, error: Error): void {
     if (this.closed) return
     queueMicrotask(() => this.emit("clientError", error, node))
-    if (this.listenerCount("error") > 0) queueMicrotask(() => this.emit("error", error, node))
+    // Checked when emitting: an `error` event without a listener would throw.
+    queueMicrotask(() => this.listenerCount("error") > 0 && this.emit("error", error, node))
   }
 
   /**
@@ -474,11 +486,17 @@ export class Redlock extends EventEmitter {
     return this.run(program)
   }
 
-  /** Stops the façade and closes the clients, as node-redlock's `quit` does. */
+  /**
+   * Stops the façade and closes the clients, as node-redlock's `quit` does. Operations still
+   * running (an acquisition retrying, say) are stopped and reject, as every later one does, with
+   * an `Error` that says `quit()` was called.
+   */
   async quit(callback?: Callback<void>): Promise<void> {
-    // From now on every operation rejects with an Error that says quit() was called.
+    // From now on every operation rejects with an Error that says quit() was called, and those
+    // still running are interrupted.
     this.engine = undefined
     this.closed = true
+    this.stopping.abort()
     const done = this.runtime.dispose().then(() =>
       Promise.all([...this.clients].map((client) => client.quit().catch(() => client.disconnect())))
     ).then(() => undefined)

@@ -185,6 +185,32 @@ describe("effect-redlock/promise", () => {
       }
     }))
 
+  it.scopedLive("quit() stops an acquisition that is still retrying: it rejects, it does not retry for ever", () =>
+    Effect.gen(function*() {
+      const cluster = yield* RedisNodes.make(1)
+      const clients = yield* cluster.clients()
+      const redlock = new Redlock(clients, { retryCount: -1, retryDelay: 50, retryJitter: 0 })
+      const name = resource("quit-retrying")
+      yield* promise(() => redlock.acquire([name], 5_000))
+      const waiting = redlock.acquire([name], 1_000).then(() => "acquired", (error: Error) => error.message)
+      yield* Effect.sleep("200 millis")
+      yield* promise(() => redlock.quit())
+      const outcome = yield* promise(() =>
+        Promise.race([waiting, new Promise<string>((resolve) => setTimeout(resolve, 3_000, "still waiting"))])
+      )
+      assert.match(outcome, /quit\(\) was called/)
+    }))
+
+  it.scopedLive("node-redlock v2–v4's Redlock.LockError is there for instanceof checks", () =>
+    Effect.gen(function*() {
+      const { redlock } = yield* setup
+      const name = resource("lock-error")
+      yield* promise(() => redlock.acquire([name], 2_000))
+      const error = yield* rejection(() => redlock.lock(name, 1_000))
+      assert.strictEqual(Redlock.LockError, LockError)
+      assert.instanceOf(error, Redlock.LockError)
+    }))
+
   it.scopedLive("await using releases the lock when the block ends, and when it throws", () =>
     Effect.gen(function*() {
       const { cluster, redlock } = yield* setup
