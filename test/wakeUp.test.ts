@@ -112,6 +112,29 @@ describe.each([[1, "publish"], [3, "publish"], [1, "keyspace"], [3, "keyspace"]]
     }))
 })
 
+describe("newcomers behind an instance's waiters", () => {
+  it.scopedLive("one whose key has no waiter of its own takes it at once; one without retries still makes its attempt", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3)
+      const [a, b] = [resource("queued-a"), resource("queued-b")]
+      const holder = yield* redlock.lock(b)
+      // A waiter of this instance queues on a and b (b is held).
+      const waiter = yield* Effect.fork(redlock.lock([a, b], { retry: slowPolling }))
+      yield* Effect.sleep("200 millis")
+      // a itself is free: a newcomer gets it without waiting behind the waiter of a and b.
+      const onA = yield* Effect.timed(redlock.lock(a, { retry: slowPolling }))
+      assert.isBelow(Duration.toMillis(onA[0]), 1_000)
+      yield* redlock.release(onA[1])
+      // b is held: one attempt, refused, not a failure without any attempt.
+      const onB = yield* Effect.flip(redlock.lock(b, { retry: { times: 0 } }))
+      assert.strictEqual(onB._tag === "LockContended" && onB.attempts, 1)
+      assert.isTrue(onB._tag === "LockContended" && onB.votes.filter((vote) => vote.outcome === "denied").length >= 2)
+      yield* redlock.release(holder)
+      yield* redlock.release(yield* Fiber.join(waiter))
+      assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
+    }))
+})
+
 describe.each([1, 3])("no wake-ups, %i node(s)", (n) => {
   it.scopedLive("without wake-ups the same waiter waits for its poll", () =>
     Effect.gen(function*() {

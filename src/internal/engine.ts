@@ -372,8 +372,14 @@ const retry = (
         ? Infinity
         : Math.max(now, ScheduleIntervals.start(decision.intervals))
       if (startAt >= deadlineAt) {
+        // Queued behind this instance's waiters, it has not tried yet: one attempt before giving up.
+        if (progress.attempts === 0) {
+          const result = yield* attemptOnce(engine, target, settings, progress, clock)
+          if (result instanceof LockState) return result
+          progress.failure = result
+        }
         metrics.acquisitionFailed(progress.failure.unavailable)
-        return yield* error
+        return yield* errorOf(engine, target, progress.failure, progress.attempts)
       }
       state = next
       if (listener === undefined && engine.waker !== undefined && !progress.failure.unavailable) {

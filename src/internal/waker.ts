@@ -64,7 +64,7 @@ export const checkKeyspaceEvents = (clients: ReadonlyArray<Client>): Effect.Effe
 
 /** One waiter's view of the release announcements for its keys. */
 export interface Listener {
-  /** Whether other waiters of this instance were already listening on these keys when it joined. */
+  /** Whether a waiter of this instance for some of these keys, and no others, was already listening when it joined. */
   readonly queued: boolean
   /** Waits up to `ms` for its turn since the last wait; true when a release handed it one. */
   readonly wait: (ms: number) => Effect.Effect<boolean>
@@ -74,14 +74,22 @@ export interface Listener {
 export interface Waker {
   /** Listens on the keys' channels until the scope closes; ready once every node confirmed or `timeoutMs` passed. */
   readonly listen: (keys: ReadonlyArray<string>, timeoutMs: number) => Effect.Effect<Listener, never, Scope.Scope>
-  /** Whether waiters of this instance are queued on any of the keys. */
+  /** Whether a waiter of this instance waits for some of these keys and no others. */
   readonly isQueued: (keys: ReadonlyArray<string>) => boolean
 }
 
 interface Waiter {
+  readonly keys: ReadonlyArray<string>
   notified: boolean
   wake: (() => void) | undefined
 }
+
+/**
+ * Whether `waiter` waits for nothing more than `keys`: a newcomer for `keys` then queues behind it.
+ * One that also waits for other keys does not hold up a newcomer for some of its keys, which may
+ * well be free.
+ */
+const waitsWithin = (waiter: Waiter, keys: ReadonlyArray<string>): boolean => waiter.keys.every((key) => keys.includes(key))
 
 interface Channel {
   /** In turn order: a waiter that was handed a turn moves to the back. */
@@ -168,7 +176,7 @@ const makeWith = (
     if (emptied.length > 0) transport.stop(emptied)
   }
 
-  /** Adds the waiter to every channel, listening on new ones; true if a channel had waiters already. */
+  /** Adds the waiter to every channel, listening on new ones; true if one of them had a waiter within its keys already. */
   const join = (keys: ReadonlyArray<string>, waiter: Waiter, timeoutMs: number) =>
     Effect.clockWith((clock) =>
       Effect.async<boolean>((resume) => {
@@ -176,7 +184,7 @@ const makeWith = (
         const fresh = keys.filter((key) => {
           const channel = channels.get(key)
           if (channel !== undefined) {
-            queued ||= channel.waiters.size > 0
+            if (!queued) for (const other of channel.waiters) queued ||= waitsWithin(other, keys)
             channel.waiters.add(waiter)
             return false
           }
@@ -223,13 +231,20 @@ const makeWith = (
     )
 
   const listen = (keys: ReadonlyArray<string>, timeoutMs: number) => {
-    const waiter: Waiter = { notified: false, wake: undefined }
+    const waiter: Waiter = { keys, notified: false, wake: undefined }
     return Effect.acquireRelease(
       Effect.map(join(keys, waiter, timeoutMs), (queued): Listener => ({ queued, wait: (ms) => waitFor(waiter, ms) })),
       () => Effect.sync(() => leave(keys, waiter))
     )
   }
-  const isQueued = (keys: ReadonlyArray<string>) => channels.size > 0 && keys.some((key) => channels.has(key))
+  const isQueued = (keys: ReadonlyArray<string>) => {
+    if (channels.size === 0) return false
+    for (const key of keys) {
+      const channel = channels.get(key)
+      if (channel !== undefined) for (const waiter of channel.waiters) if (waitsWithin(waiter, keys)) return true
+    }
+    return false
+  }
   return { listen, isQueued }
 }
 
