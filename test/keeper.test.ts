@@ -336,4 +336,18 @@ describe("a lock whose validity runs out", () => {
       assert.isNotNull(seen, "still held after 1.5 s, extended by the keeper")
       assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])
     }))
+
+  it.scopedLive("a threshold that is most of the ttl extends once a grid step, not back to back", () =>
+    Effect.gen(function*() {
+      const { redlock } = yield* withRedlock(1, { ttl: 1_000 })
+      // Extend when 995 ms are left of a 1 s lock: every extension is due as soon as it is done.
+      const extensions = yield* redlock.withLock(
+        (lock: Lock.Lock) => Effect.zipRight(Effect.sleep("500 millis"), Effect.sync(() => lock.extensions)),
+        resource("threshold-high"),
+        { autoExtend: { threshold: 995 } }
+      )
+      // A grid step of 49 ms: about ten in 500 ms.
+      assert.isAtLeast(extensions, 5)
+      assert.isAtMost(extensions, 15)
+    }))
 })

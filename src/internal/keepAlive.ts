@@ -23,9 +23,12 @@ import { type Waiting, WaitingList } from "./waitingList.js"
  * extends a little early, never late.
  */
 export const extensionDueAt = (expiresAt: number, thresholdMs: number): number => {
-  const step = Math.min(50, Math.max(1, Math.floor(thresholdMs / 20)))
+  const step = gridStepOf(thresholdMs)
   return Math.floor((expiresAt - thresholdMs) / step) * step
 }
+
+/** The step of the extension grid: a twentieth of the threshold, from 1 to 50 ms. */
+const gridStepOf = (thresholdMs: number): number => Math.min(50, Math.max(1, Math.floor(thresholdMs / 20)))
 
 /** The keepers due at one instant of the grid, and the one timer that wakes them. */
 interface Alarm {
@@ -62,6 +65,8 @@ class LockKeeper implements Keeper, Waiting<LockKeeper> {
   private round: Running | undefined = undefined
   private extension: ExtensionInFlight | undefined = undefined
   private lastFailure: LockLost | undefined = undefined
+  /** When the last extension was confirmed. */
+  private extendedAt = -Infinity
   private reaction: Fiber.RuntimeFiber<void> | undefined = undefined
   private alarm: Alarm | undefined = undefined
   constructor(
@@ -149,6 +154,10 @@ class LockKeeper implements Keeper, Waiting<LockKeeper> {
     }
     const extendAt = extensionDueAt(lock.expiresAt, policy.thresholdMs)
     if (extendAt > now) return this.wakeOnGrid(extendAt)
+    // A threshold that is most of the ttl leaves every extension due at once: one grid step
+    // between extensions keeps such a lock from sending them back to back.
+    const spacedUntil = this.extendedAt + gridStepOf(policy.thresholdMs)
+    if (spacedUntil > now) return this.wakeAt(spacedUntil)
     const { extension, spec } = extensionRound(lock, lock.settings, true)
     this.extension = extension
     this.round = startRound(spec, this.clock, (round) => {
@@ -161,6 +170,7 @@ class LockKeeper implements Keeper, Waiting<LockKeeper> {
   private settled(lock: LockState, round: Round, extension: ExtensionInFlight): void {
     const { settings } = lock
     const failure = settleExtension(lock, settings, round, extension)
+    if (failure === undefined) this.extendedAt = round.decidedAt
     if (failure === undefined || lock.status !== "held") return this.step()
     this.lastFailure = failure
     // The round gave up at the loss instant at the latest: retry soon, or declare the loss then.
