@@ -12,6 +12,7 @@ import { Redis } from "ioredis"
 import { inspect } from "node:util"
 import * as Lock from "../src/Lock.js"
 import * as RedlockMetrics from "../src/RedlockMetrics.js"
+import { timeoutLengthsKept } from "../src/internal/fanout.js"
 import { quorumOf } from "../src/internal/quorum.js"
 import { eventually, keysEverywhere, quickRetry, resource, withRedlock } from "./support/setup.js"
 import { assertReleased } from "./support/assertions.js"
@@ -570,3 +571,17 @@ describe("Redlock scripts and clients", () => {
       if (error._tag === "QuorumUnavailable") assert.strictEqual(error.votes[0]!.outcome, "timeout")
     }))
 })
+
+describe("node timeouts", () => {
+  it.scopedLive("locks of many different ttls do not pile up timeout lists", () =>
+    Effect.gen(function*() {
+      const { redlock } = yield* withRedlock(1)
+      // Default node timeouts are 5 % of the ttl: forty ttls, forty timeout lengths.
+      for (let index = 0; index < 40; index++) {
+        const lock = yield* redlock.lock(resource("ttls"), { ttl: 1_000 + index * 20 + 7 })
+        yield* redlock.release(lock)
+      }
+      assert.isAtMost(timeoutLengthsKept(), 17)
+    }))
+})
+

@@ -91,6 +91,11 @@ class Timeouts {
     this.rounds.delete(round)
   }
 
+  /** Whether no round waits on it. */
+  get isIdle(): boolean {
+    return this.rounds.isEmpty
+  }
+
   private arm(due: number): void {
     this.armedFor = due
     setTimeout(this.fire, Math.max(0, due - liveClock.unsafeCurrentTimeMillis()), due).unref()
@@ -118,14 +123,24 @@ class Timeouts {
 
 const timeoutsByMs = new Map<number, Timeouts>()
 
+/** Past this many timeout lengths, those no round waits on are dropped when another one comes. */
+const keptTimeoutLengths = 16
+
 const timeoutsOf = (timeoutMs: number): Timeouts => {
   let timeouts = timeoutsByMs.get(timeoutMs)
   if (timeouts === undefined) {
+    // Node timeouts follow each lock's ttl (5 % of it by default): many ttls must not pile up.
+    if (timeoutsByMs.size >= keptTimeoutLengths) {
+      for (const [ms, kept] of timeoutsByMs) if (kept.isIdle) timeoutsByMs.delete(ms)
+    }
     timeouts = new Timeouts(timeoutMs)
     timeoutsByMs.set(timeoutMs, timeouts)
   }
   return timeouts
 }
+
+/** How many timeout lengths are kept (for tests). */
+export const timeoutLengthsKept = (): number => timeoutsByMs.size
 
 const messageOf = (error: unknown): string => error instanceof Error ? error.message : String(error)
 
