@@ -7,6 +7,7 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Predicate from "effect/Predicate"
+import { startTimer } from "./internal/fanout.js"
 import * as internal from "./internal/lock.js"
 import { LockLost } from "./RedlockError.js"
 
@@ -50,7 +51,7 @@ export interface Lock {
    * Until when the lock is guaranteed, in epoch milliseconds: the start of the last successful
    * acquire or extend attempt, plus the ttl, less the clock drift allowance. It can also move
    * earlier: an extension with a shorter ttl shortens the lock on the nodes it reaches, even when
-   * it failed, and extensions in flight together count the shortest ttl among them.
+   * it failed.
    */
   readonly expiresAt: number
   /** How many times the lock was extended. */
@@ -93,6 +94,24 @@ export const remaining = (lock: Lock): Effect.Effect<Duration.Duration> =>
 export const isHeld = (lock: Lock): Effect.Effect<boolean> =>
   Effect.map(Clock.currentTimeMillis, (now) => stateOf(lock).status === "held" && now < lock.expiresAt)
 
+/** Waits until the lock's loss instant, or until its expiry moves earlier (a shorter `extend`). */
+const untilLossOrEarlier = (state: internal.LockState, now: number): Effect.Effect<void> =>
+  Effect.clockWith((clock) =>
+    Effect.async<void>((resume) => {
+      const done = () => {
+        stopTimer()
+        unwatch()
+        resume(Effect.void)
+      }
+      const unwatch = state.watchExpiry(done)
+      const stopTimer = startTimer(clock, state.lossAt - now, done)
+      return Effect.sync(() => {
+        stopTimer()
+        unwatch()
+      })
+    })
+  )
+
 /**
  * Waits until the lock is lost and fails with the `LockLost`, so work can be raced against it.
  * With automatic extension the lock's keeper decides when the lock is lost; without it, the lock
@@ -116,9 +135,7 @@ export const awaitLost = (lock: Lock): Effect.Effect<never, LockLost> => {
     if (state.status === "held" && state.isLossDue(now)) {
       state.markLost(new LockLost({ resources: state.resources, reason: "expired", votes: [] }))
     }
-    return state.status === "held"
-      ? Effect.zipRight(Effect.sleep(Duration.millis(state.lossAt - now)), watchExpiry)
-      : Effect.never
+    return state.status === "held" ? Effect.zipRight(untilLossOrEarlier(state, now), watchExpiry) : Effect.never
   })
   return Effect.interruptible(Effect.raceFirst(state.awaitLoss(), watchExpiry))
 }

@@ -331,7 +331,8 @@ export declare namespace Redlock {
     readonly lock: (resources: Resources, options?: LockOptions) => Effect.Effect<Lock.Lock, AcquireError>
     /**
      * Resets the lock's ttl (or sets a new one) on a quorum of nodes. A shorter ttl shortens the
-     * lock: its `expiresAt` moves earlier, and automatic extension follows it.
+     * lock: its `expiresAt` moves earlier (under automatic extension, the keeper then extends it
+     * again with the lock's own ttl once its threshold is reached).
      */
     readonly extend: (lock: Lock.Lock, ttl?: Duration.DurationInput) => Effect.Effect<Lock.Lock, LockLost | InvalidArgument>
     /**

@@ -21,7 +21,7 @@ import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import { constVoid } from "effect/Function"
 import * as Option from "effect/Option"
-import { EventEmitter } from "node:events"
+import { EventEmitter, setMaxListeners } from "node:events"
 import { createRequire } from "node:module"
 import { type Engine, firstAttempt, lossAtRelease, retryAfter, startRelease, type Target } from "./internal/engine.js"
 import { liveClock } from "./internal/fanout.js"
@@ -199,6 +199,13 @@ const runOn = <A>(
     throw defect instanceof Error ? defect : new Error(String(defect))
   })
 
+/** An abort controller whose signal any number of running operations may listen to at once. */
+const stopper = (): AbortController => {
+  const controller = new AbortController()
+  setMaxListeners(0, controller.signal)
+  return controller
+}
+
 /** What an operation rejects with once `quit()` was called. */
 const quitError = () => new Error("effect-redlock/promise: quit() was called; this Redlock takes no more operations")
 
@@ -319,7 +326,7 @@ export class Redlock extends EventEmitter {
   /** Set by `quit()`. */
   private closed = false
   /** Aborted by `quit()`: interrupts the operations still running (retrying, say). */
-  private readonly stopping = new AbortController()
+  private readonly stopping = stopper()
 
   constructor(clients: Iterable<Client>, settings: Partial<Settings> = {}) {
     super()

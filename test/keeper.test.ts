@@ -4,6 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
@@ -350,4 +351,18 @@ describe("a lock whose validity runs out", () => {
       assert.isAtLeast(extensions, 5)
       assert.isAtMost(extensions, 15)
     }))
+
+  it.scopedLive("Lock.awaitLost without a keeper follows a shorter extend", () =>
+    Effect.gen(function*() {
+      const { redlock } = yield* withRedlock(1, { ttl: 10_000 })
+      const lock = yield* redlock.lock(resource("await-shorter"))
+      const watching = yield* Effect.fork(Effect.timed(Effect.flip(Lock.awaitLost(lock))))
+      yield* Effect.sleep("50 millis")
+      yield* redlock.extend(lock, "500 millis")
+      const [waited, lost] = yield* Fiber.join(watching)
+      assert.strictEqual(lost.reason, "expired")
+      assert.isBelow(Duration.toMillis(waited), 2_000, "lost at the new expiry, not the old one")
+      yield* redlock.release(lock)
+    }))
 })
+

@@ -201,6 +201,21 @@ describe("effect-redlock/promise", () => {
       assert.match(outcome, /quit\(\) was called/)
     }))
 
+  it.scopedLive("many operations at once raise no MaxListenersExceededWarning", () =>
+    Effect.gen(function*() {
+      const { redlock } = yield* setup
+      const warnings: Array<string> = []
+      const onWarning = (warning: Error) => warnings.push(warning.name)
+      process.on("warning", onWarning)
+      yield* Effect.addFinalizer(() => Effect.sync(() => process.off("warning", onWarning)))
+      const name = resource("many")
+      yield* promise(() => redlock.acquire([name], 2_000))
+      // Twenty acquisitions retrying at once, each running as an effect.
+      yield* promise(() => Promise.allSettled(Array.from({ length: 20 }, () => redlock.acquire([name], 1_000))))
+      yield* Effect.sleep("50 millis")
+      assert.notInclude(warnings, "MaxListenersExceededWarning")
+    }))
+
   it.scopedLive("node-redlock v2–v4's Redlock.LockError is there for instanceof checks", () =>
     Effect.gen(function*() {
       const { redlock } = yield* setup

@@ -125,10 +125,14 @@ describe("newcomers behind an instance's waiters", () => {
       const onA = yield* Effect.timed(redlock.lock(a, { retry: slowPolling }))
       assert.isBelow(Duration.toMillis(onA[0]), 1_000)
       yield* redlock.release(onA[1])
-      // b is held: one attempt, refused, not a failure without any attempt.
+      // b is held, and a waiter of this instance waits for b alone: a newcomer queues behind it,
+      // but without retries it still makes its one attempt, refused, instead of failing untried.
+      const waiterOnB = yield* Effect.fork(redlock.lock(b, { retry: slowPolling }))
+      yield* Effect.sleep("200 millis")
       const onB = yield* Effect.flip(redlock.lock(b, { retry: { times: 0 } }))
       assert.strictEqual(onB._tag === "LockContended" && onB.attempts, 1)
       assert.isTrue(onB._tag === "LockContended" && onB.votes.filter((vote) => vote.outcome === "denied").length >= 2)
+      yield* Fiber.interrupt(waiterOnB)
       yield* redlock.release(holder)
       yield* redlock.release(yield* Fiber.join(waiter))
       assert.deepStrictEqual(yield* keysEverywhere(cluster, "test:*"), [[], [], []])

@@ -14,7 +14,7 @@ import * as ScheduleIntervals from "effect/ScheduleIntervals"
 import type { NodeReport, ReleaseReport } from "../Redlock.js"
 import { InvalidArgument, LockContended, LockLost, NodeVote, QuorumUnavailable } from "../RedlockError.js"
 import { type Round, type RoundSpec, type Running, runRound, startRound } from "./fanout.js"
-import { type ExtensionInFlight, LockState } from "./lock.js"
+import { LockState } from "./lock.js"
 import * as metrics from "./metrics.js"
 import type { LockNode } from "./node.js"
 import type { Settings } from "./options.js"
@@ -488,24 +488,12 @@ export const tryLock = (
 /**
  * An extension round: resets the ttl where every key still holds the lock's value. The keeper's
  * rounds (`byKeeper`) join each node's batch of extensions, and stop waiting at the lock's expiry:
- * past it, a late confirmation is of no use to work that must stop. Registers the round as in
- * flight (see `settleExtension`), from now until it is settled or `endExtension`.
+ * past it, a late confirmation is of no use to work that must stop.
  */
-export const extensionRound = (
-  lock: LockState,
-  settings: Settings,
-  byKeeper: boolean
-): { readonly spec: RoundSpec; readonly extension: ExtensionInFlight } => {
+export const extensionSpec = (lock: LockState, settings: Settings, byKeeper: boolean): RoundSpec => {
   const { engine, keys, value } = lock
   const { ttlMs } = settings
-  const extension: ExtensionInFlight = { ttlMs, shortestMs: ttlMs }
-  const extending = lock.extending ??= []
-  for (const other of extending) {
-    other.shortestMs = Math.min(other.shortestMs, ttlMs)
-    extension.shortestMs = Math.min(extension.shortestMs, other.ttlMs)
-  }
-  extending.push(extension)
-  const spec: RoundSpec = {
+  return {
     nodes: engine.nodes,
     call: byKeeper
       ? (node) => node.extendInBatch(keys, value, ttlMs)
@@ -519,13 +507,6 @@ export const extensionRound = (
       if (reply === 0 && confirms(lock, settings, round)) retake(lock, settings, index)
     }
   }
-  return { spec, extension }
-}
-
-/** Forgets an extension round that will not be settled (cancelled). */
-export const endExtension = (lock: LockState, extension: ExtensionInFlight): void => {
-  const index = lock.extending?.indexOf(extension) ?? -1
-  if (index !== -1) lock.extending!.splice(index, 1)
 }
 
 /** Whether a decided extension round confirmed the lock, which is still held. */
@@ -538,23 +519,18 @@ const confirms = (lock: LockState, settings: Settings, round: Round): boolean =>
  * Applies a decided extension round: a win sets the expiry from the round's start and ttl;
  * otherwise the error. A lock that is gone or taken on too many nodes is lost for good; one that
  * only could not be confirmed stays held until its current expiry, so the caller may retry.
- * Each node's key expires by the ttl of the last extension that landed on it, and that is not
- * always the latest one asked for: a win counts the shortest ttl of the rounds it overlapped, and
- * a round that failed may still have landed, so a shorter ttl shortens the lock all the same.
+ * A node's key expires by the ttl of the last extension that landed on it. Extensions reach every
+ * node in the order they were sent, and a round decides only after the replies to the earlier
+ * ones from the same nodes: the last round decided is the last that landed, and sets the expiry,
+ * later or earlier. One that failed may still have landed: with a shorter ttl it shortens the lock
+ * all the same.
  */
-export const settleExtension = (
-  lock: LockState,
-  settings: Settings,
-  round: Round,
-  extension: ExtensionInFlight
-): LockLost | undefined => {
+export const settleExtension = (lock: LockState, settings: Settings, round: Round): LockLost | undefined => {
   const { engine } = lock
-  const { ttlMs, driftMs } = settings
-  endExtension(lock, extension)
+  const { driftMs, ttlMs } = settings
   const won = round.tally.granted >= engine.quorum
-  const { shortestMs } = extension
-  if (confirms(lock, settings, round) && isUsable(validityOf(shortestMs, driftMs, round.startedAt, round.decidedAt))) {
-    lock.expiresAt = round.startedAt + shortestMs - driftMs
+  if (confirms(lock, settings, round)) {
+    lock.setExpiry(round.startedAt + ttlMs - driftMs)
     lock.extensions++
     metrics.lockExtended()
     if (round.tally.denied > 0) {
@@ -564,12 +540,17 @@ export const settleExtension = (
     }
     return undefined
   }
-  lock.expiresAt = Math.min(lock.expiresAt, round.startedAt + ttlMs - driftMs)
+  shortenTo(lock, round.startedAt + ttlMs - driftMs)
   const unavailable = won || isUnavailable(round.tally.failed, engine.nodes.length, engine.quorum)
   const reason = unavailable ? "unavailable" : round.replies.includes(-1) ? "taken" : "expired"
   const error = new LockLost({ resources: lock.resources, reason, votes: votesOf(engine, round) })
   if (!unavailable || lock.isLossDue(round.decidedAt)) lock.markLost(error)
   return lock.lostWith ?? error
+}
+
+/** Moves the lock's expiry earlier, to `at`, if that is earlier. */
+const shortenTo = (lock: LockState, at: number): void => {
+  if (at < lock.expiresAt) lock.setExpiry(at)
 }
 
 /**
@@ -596,20 +577,19 @@ export const extend = (lock: LockState, settings: Settings): Effect.Effect<LockS
     }
     if (lock.lostWith !== undefined) return Effect.fail(lock.lostWith)
     const startedAt = clock.unsafeCurrentTimeMillis()
-    const { extension, spec } = extensionRound(lock, settings, false)
-    const before = lock.expiresAt
-    const settled = Effect.onInterrupt(runRound(spec), () =>
-      Effect.sync(() => {
-        // Its extensions were sent, and may still land.
-        endExtension(lock, extension)
-        lock.expiresAt = Math.min(lock.expiresAt, startedAt + settings.ttlMs - settings.driftMs)
-        if (lock.expiresAt < before) lock.onExpiryLowered?.()
+    // Settled in the same uninterruptible region as the round: interrupted, its extensions were
+    // sent all the same and may still land.
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.matchCauseEffect(restore(runRound(extensionSpec(lock, settings, false))), {
+        onFailure: (cause) => {
+          shortenTo(lock, startedAt + settings.ttlMs - settings.driftMs)
+          return Effect.failCause(cause)
+        },
+        onSuccess: (round) => {
+          const error = settleExtension(lock, settings, round)
+          return error === undefined ? Effect.succeed(lock) : Effect.fail(error)
+        }
       }))
-    return Effect.flatMap(settled, (round) => {
-      const error = settleExtension(lock, settings, round, extension)
-      if (lock.expiresAt < before) lock.onExpiryLowered?.()
-      return error === undefined ? Effect.succeed(lock) : Effect.fail(error)
-    })
   })
 
 const releaseOutcome = (round: Round, index: number): NodeReport["outcome"] => {

@@ -11,9 +11,9 @@ import * as Fiber from "effect/Fiber"
 import * as Runtime from "effect/Runtime"
 import { LockLost } from "../RedlockError.js"
 import { startNow } from "./fiber.js"
-import { endExtension, extensionRound, settleExtension } from "./engine.js"
+import { extensionSpec, settleExtension } from "./engine.js"
 import { liveClock, type Round, type Running, startRound, startTimer } from "./fanout.js"
-import type { ExtensionInFlight, LockState } from "./lock.js"
+import type { LockState } from "./lock.js"
 import { type Waiting, WaitingList } from "./waitingList.js"
 
 /**
@@ -63,7 +63,9 @@ class LockKeeper implements Keeper, Waiting<LockKeeper> {
   private stopped = false
   private cancelTimer: (() => void) | undefined = undefined
   private round: Running | undefined = undefined
-  private extension: ExtensionInFlight | undefined = undefined
+  /** While its own round runs: the loss watch of an expiry a caller's `extend` moved earlier. */
+  private cancelLossWatch: (() => void) | undefined = undefined
+  private settling = false
   private lastFailure: LockLost | undefined = undefined
   /** When the last extension was confirmed. */
   private extendedAt = -Infinity
@@ -155,21 +157,26 @@ class LockKeeper implements Keeper, Waiting<LockKeeper> {
     const extendAt = extensionDueAt(lock.expiresAt, policy.thresholdMs)
     if (extendAt > now) return this.wakeOnGrid(extendAt)
     // A threshold that is most of the ttl leaves every extension due at once: one grid step
-    // between extensions keeps such a lock from sending them back to back.
+    // between extensions keeps such a lock from sending them back to back (while that step ends
+    // before the loss instant).
     const spacedUntil = this.extendedAt + gridStepOf(policy.thresholdMs)
-    if (spacedUntil > now) return this.wakeAt(spacedUntil)
-    const { extension, spec } = extensionRound(lock, lock.settings, true)
-    this.extension = extension
-    this.round = startRound(spec, this.clock, (round) => {
+    if (spacedUntil > now && spacedUntil < lock.lossAt) return this.wakeAt(spacedUntil)
+    this.round = startRound(extensionSpec(lock, lock.settings, true), this.clock, (round) => {
       this.round = undefined
-      this.extension = undefined
-      this.guarded(() => this.settled(lock, round, extension))
+      this.cancelLossWatch?.()
+      this.cancelLossWatch = undefined
+      this.settling = true
+      try {
+        this.guarded(() => this.settled(lock, round))
+      } finally {
+        this.settling = false
+      }
     })
   }
 
-  private settled(lock: LockState, round: Round, extension: ExtensionInFlight): void {
+  private settled(lock: LockState, round: Round): void {
     const { settings } = lock
-    const failure = settleExtension(lock, settings, round, extension)
+    const failure = settleExtension(lock, settings, round)
     if (failure === undefined) this.extendedAt = round.decidedAt
     if (failure === undefined || lock.status !== "held") return this.step()
     this.lastFailure = failure
@@ -202,15 +209,29 @@ class LockKeeper implements Keeper, Waiting<LockKeeper> {
     }
     this.round?.cancel()
     this.round = undefined
-    if (this.extension !== undefined) endExtension(this.lock, this.extension)
-    this.extension = undefined
+    this.cancelLossWatch?.()
+    this.cancelLossWatch = undefined
   }
 
-  /** `expiresAt` moved earlier (a caller's shorter `extend`): the next step is due sooner. */
+  /**
+   * `expiresAt` moved earlier (a caller's shorter `extend`): the next step is due sooner. While
+   * the keeper's own round runs, whose wait was set by the old expiry, the loss is watched for at
+   * the new loss instant.
+   */
   private replan(): void {
-    if (this.stopped || this.round !== undefined) return
-    this.halt()
-    this.step()
+    if (this.stopped || this.settling || this.lock.status !== "held") return
+    if (this.round === undefined) {
+      this.halt()
+      return this.step()
+    }
+    const { lock } = this
+    this.cancelLossWatch?.()
+    this.cancelLossWatch = startTimer(this.clock, Math.max(0, lock.lossAt - this.clock.unsafeCurrentTimeMillis()), () => {
+      this.cancelLossWatch = undefined
+      if (lock.status === "held" && lock.isLossDue(this.clock.unsafeCurrentTimeMillis())) {
+        lock.markLost(this.lastFailure ?? lossOf(lock, "unavailable"))
+      }
+    })
   }
 
   readonly stop: Effect.Effect<void> = Effect.suspend(() => {

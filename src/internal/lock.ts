@@ -18,16 +18,6 @@ export const TypeId: unique symbol = Symbol.for("effect-redlock/Lock")
 export type Status = "held" | "released" | "lost"
 
 
-/**
- * An extension round in flight: its ttl, and the shortest ttl among the rounds that overlapped it
- * (its own included). Rounds in flight together may land on a node in any order, and the last one
- * to land sets the key's ttl there.
- */
-export interface ExtensionInFlight {
-  readonly ttlMs: number
-  shortestMs: number
-}
-
 /** The one implementation of `Lock`. */
 export class LockState implements Lock.Lock {
   readonly [TypeId]: typeof TypeId = TypeId
@@ -44,10 +34,10 @@ export class LockState implements Lock.Lock {
   autoExtending = false
   /** Called once when the lock is lost: the keeper's reaction (interrupting the work). */
   onLoss: (() => void) | undefined = undefined
-  /** Called when a caller's `extend` moved `expiresAt` earlier: the keeper plans again. */
+  /** Told when `expiresAt` moves earlier: the keeper plans again. */
   onExpiryLowered: (() => void) | undefined = undefined
-  /** The extension rounds in flight (made on the first extension: most locks never extend). */
-  extending: Array<ExtensionInFlight> | undefined = undefined
+  /** Also told: the `Lock.awaitLost` calls waiting for the expiry. */
+  private expiryWatchers: Set<() => void> | undefined = undefined
   private lossSignal: Deferred.Deferred<never, LockLost> | undefined = undefined
 
   constructor(
@@ -74,6 +64,22 @@ export class LockState implements Lock.Lock {
   /** Whether `now` is at the loss instant, or within the millisecond a timer may fire early. */
   isLossDue(now: number): boolean {
     return now >= this.lossAt - 1
+  }
+
+  /** Calls `watcher` whenever `expiresAt` moves earlier, until the returned function is called. */
+  watchExpiry(watcher: () => void): () => void {
+    const watchers = this.expiryWatchers ??= new Set()
+    watchers.add(watcher)
+    return () => watchers.delete(watcher)
+  }
+
+  /** Sets `expiresAt`, telling the watchers when it moves earlier. */
+  setExpiry(at: number): void {
+    const earlier = at < this.expiresAt
+    this.expiresAt = at
+    if (!earlier) return
+    this.onExpiryLowered?.()
+    this.expiryWatchers?.forEach((watcher) => watcher())
   }
 
   /** Records the loss once and wakes everyone waiting for it. */

@@ -1,4 +1,5 @@
 /** The service's operations over an engine: validation, scoping, extension, spans. */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -28,10 +29,15 @@ import { isTraced } from "./tracing.js"
 /**
  * A guarded body's result, once it and its scope are done: the `LockLost` when the lock was lost
  * meanwhile — whether the loss interrupted the body or found it uninterruptible, the work did not
- * run under the lock to its end.
+ * run under the lock to its end. A failure of the body's own stays in the cause, after the loss.
  */
-const resultOf = <A, E>(lock: LockState, exit: Exit.Exit<A, E>): Exit.Exit<A, E | LockLost> =>
-  lock.lostWith === undefined ? exit : Exit.fail(lock.lostWith)
+const resultOf = <A, E>(lock: LockState, exit: Exit.Exit<A, E>): Exit.Exit<A, E | LockLost> => {
+  const lost = lock.lostWith
+  if (lost === undefined) return exit
+  return Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)
+    ? Exit.fail(lost)
+    : Exit.failCause(Cause.sequential(Cause.fail(lost), exit.cause))
+}
 
 /** Whether `withLock`'s first argument is the body (data-first) rather than the resources. */
 export const isBody = (args: IArguments): boolean => Effect.isEffect(args[0]) || typeof args[0] === "function"
