@@ -163,15 +163,26 @@ describe("withLock", () => {
     Effect.gen(function*() {
       const { cluster, redlock } = yield* withRedlock(3)
       const name = resource("lost-uninterruptible")
-      const body = Effect.gen(function*() {
-        yield* Effect.forEach(cluster.nodes.slice(1), (node) => node.del(name))
-        // Past the first extension (about 400 ms in), which finds the keys gone.
-        yield* Effect.sleep("900 millis")
-        return "done"
-      })
+      const bodyOn = (name: string) =>
+        Effect.gen(function*() {
+          yield* Effect.forEach(cluster.nodes.slice(1), (node) => node.del(name))
+          // Past the first extension (about 400 ms in), which finds the keys gone.
+          yield* Effect.sleep("900 millis")
+          return "done"
+        })
+      const body = bodyOn(name)
       // Called from an uninterruptible region, the body cannot be interrupted when the lock is lost.
       const result = yield* Effect.either(Effect.uninterruptible(redlock.withLock(body, name, { ttl: 600 })))
       assert.isTrue(result._tag === "Left" && result.left._tag === "LockLost", `got ${JSON.stringify(result)}`)
+      // A failure of the body's own is kept in the cause, after the loss.
+      const other = resource("lost-failing")
+      const failing = Effect.zipRight(bodyOn(other), Effect.fail("the body's own error" as const))
+      const exit = yield* Effect.exit(Effect.uninterruptible(redlock.withLock(failing, other, { ttl: 600 })))
+      const failures = Exit.isFailure(exit) ? [...Cause.failures(exit.cause)] : []
+      assert.deepStrictEqual(failures.map((failure) => typeof failure === "string" ? failure : failure._tag), [
+        "LockLost",
+        "the body's own error"
+      ])
     }))
 
   it.scopedLive("Lock.awaitLost raced inside an uninterruptible withLock ends with the race", () =>
