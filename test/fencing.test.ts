@@ -124,9 +124,10 @@ describe("fencing tokens: the raise round", () => {
       assert.strictEqual(lock.fencingToken, 101)
       // Node 2 runs the SET, then the raise queued behind it on the same connection.
       yield* cluster.nodes[2]!.resume
+      // Read until both landed: the test's own connection may be served before the queued SET.
       const node2 = yield* eventually(
         Effect.all([cluster.nodes[2]!.get(name), cluster.nodes[2]!.get(fenceKey)]),
-        ([, counter]) => counter === "101"
+        ([value, counter]) => value !== null && counter === "101"
       )
       assert.deepStrictEqual(node2, [lock.value, "101"])
       yield* redlock.release(lock)
