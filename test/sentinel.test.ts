@@ -117,7 +117,8 @@ describe("Sentinel", () => {
         assert.isBelow(Math.max(...outcomes.map((outcome) => outcome.ms)), 1_000, "every call bounded by its node timeout")
 
         // The Sentinels promoted a replica, which holds the new lock and the replicated one.
-        const promoted = yield* masterPortOf(sentinels.nodes[0]!)
+        // Sentinels agree on the new master one after another: ask until this one knows.
+        const promoted = yield* eventually(masterPortOf(sentinels.nodes[0]!), (port) => port !== data.nodes[0]!.port, 10)
         const newMaster = data.nodes.find((node) => node.port === promoted)
         assert.isTrue(newMaster !== undefined && newMaster.index !== 0, `promoted ${promoted}`)
         const lock = Either.getOrThrow(taken)
