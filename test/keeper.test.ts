@@ -16,10 +16,8 @@ import * as Lock from "../src/Lock.js"
 import { extensionDueAt } from "../src/internal/keepAlive.js"
 import { fromClient } from "../src/internal/node.js"
 import * as RedisNodes from "./support/RedisNodes.js"
-import { eventually, keysEverywhere, resource, withRedlock } from "./support/setup.js"
+import { eventually, keysEverywhere, nextTurn, resource, withRedlock } from "./support/setup.js"
 
-/** Lets promise callbacks and forked fibers run without moving the TestClock. */
-const settle = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 
 describe("batched extensions on one node", () => {
   it.scopedLive.each(["", "app:"])(
@@ -261,7 +259,7 @@ describe("a lock whose validity runs out", () => {
         Effect.gen(function*() {
           yield* node.pause
           const attempt = yield* Effect.fork(Effect.either(redlock.lock(name, { retry: { times: 0 } })))
-          yield* settle
+          yield* nextTurn
           yield* TestClock.adjust(ms)
           yield* node.resume
           return yield* Fiber.join(attempt)
@@ -275,7 +273,7 @@ describe("a lock whose validity runs out", () => {
       const held = yield* redlock.lock(resource("validity-extend"))
       yield* node.pause
       const extending = yield* Effect.fork(Effect.either(redlock.extend(held)))
-      yield* settle
+      yield* nextTurn
       yield* TestClock.adjust(982)
       yield* node.resume
       const extended = yield* Fiber.join(extending)
@@ -296,7 +294,7 @@ describe("a lock whose validity runs out", () => {
       // The extension starts 101 ms before the expiry and times out 1 ms before it: inside the lead.
       yield* TestClock.setTime(lock.expiresAt - 101)
       const extending = yield* Effect.fork(Effect.flip(redlock.extend(lock)))
-      yield* settle
+      yield* nextTurn
       yield* TestClock.adjust(100)
       const lost = yield* Fiber.join(extending)
       yield* node.resume
@@ -363,6 +361,31 @@ describe("a lock whose validity runs out", () => {
       assert.strictEqual(lost.reason, "expired")
       assert.isBelow(Duration.toMillis(waited), 2_000, "lost at the new expiry, not the old one")
       yield* redlock.release(lock)
+    }))
+
+  it.scopedLive("a shorter extend that failed, or was interrupted, still shortens the lock: it may have landed", () =>
+    Effect.gen(function*() {
+      const { cluster, redlock } = yield* withRedlock(3, { ttl: 10_000 })
+      const [, second, third] = cluster.nodes
+      for (const interrupted of [false, true]) {
+        const name = resource(interrupted ? "extend-interrupted" : "extend-failed")
+        const lock = yield* redlock.lock(name)
+        yield* second!.pause
+        yield* third!.pause
+        const startedAt = Date.now()
+        // A 5 s ttl: its node timeout (250 ms) lets the interruption land first, at 100 ms.
+        const extending = yield* Effect.fork(Effect.either(redlock.extend(lock, "5 seconds")))
+        yield* Effect.sleep("100 millis")
+        if (interrupted) yield* Fiber.interrupt(extending)
+        else assert.isTrue(Either.isLeft(yield* Fiber.join(extending)), "no quorum: the extension failed")
+        yield* second!.resume
+        yield* third!.resume
+        // The paused nodes ran the PEXPIRE late: the client counts on no more than they keep.
+        const pttl = Number(yield* Effect.orDie(second!.call("PTTL", name)))
+        assert.isAtMost(pttl, 5_000)
+        assert.isAtMost(lock.expiresAt, startedAt + 5_000, interrupted ? "interrupted" : "failed")
+        yield* redlock.release(lock)
+      }
     }))
 })
 

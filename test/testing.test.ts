@@ -17,9 +17,8 @@ import { fromClient, type LockNode } from "../src/internal/node.js"
 import * as Redlock from "../src/Redlock.js"
 import * as RedlockTest from "../src/testing.js"
 import * as RedisNodes from "./support/RedisNodes.js"
+import { nextTurn } from "./support/setup.js"
 
-/** Lets promise callbacks and forked fibers run without moving the TestClock. */
-const settle = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 
 /** Every kind of call, in an order that reaches each reply (1, 0, -1, tokens, counts). */
 const script = (node: LockNode, wait: (ms: number) => Promise<void>) => async () => {
@@ -116,7 +115,7 @@ describe("effect-redlock/testing under TestClock", () => {
       const nodes = yield* RedlockTest.Nodes
       const body = yield* Effect.fork(redlock.withLock(Effect.sleep("1 minute"), "job", { ttl: "1 second" }))
       for (let second = 0; second < 30; second++) {
-        yield* settle
+        yield* nextTurn
         yield* TestClock.adjust("1 second")
       }
       assert.isTrue(Option.isNone(yield* Effect.scoped(redlock.tryAcquire("job"))), "held after 30 ttls")
@@ -164,9 +163,9 @@ describe("effect-redlock/testing under TestClock", () => {
       yield* nodes[1]!.hang
       yield* nodes[2]!.hang
       const attempt = yield* Effect.fork(Effect.flip(redlock.lock("job", { ...noRetry, nodeTimeout: "100 millis" })))
-      yield* settle
+      yield* nextTurn
       yield* TestClock.adjust("99 millis")
-      yield* settle
+      yield* nextTurn
       assert.isNull(attempt.unsafePoll(), "waits for the hung nodes")
       yield* TestClock.adjust("1 millis")
       const error = yield* Fiber.join(attempt)
@@ -176,7 +175,7 @@ describe("effect-redlock/testing under TestClock", () => {
       // Resumed, the nodes run the SET they held, then the clean-up's delete.
       yield* nodes[1]!.up
       yield* nodes[2]!.up
-      yield* settle
+      yield* nextTurn
       for (const node of nodes) assert.strictEqual((yield* node.keys).size, 0)
       assert.strictEqual(yield* nodes[1]!.calls, 2)
     }).pipe(Effect.provide(RedlockTest.layer())))
@@ -186,9 +185,9 @@ describe("effect-redlock/testing under TestClock", () => {
       const redlock = yield* Redlock.Redlock
       for (const node of yield* RedlockTest.Nodes) yield* node.slow("300 millis")
       const attempt = yield* Effect.fork(redlock.lock("job", { ttl: "1 second", nodeTimeout: "500 millis" }))
-      yield* settle
+      yield* nextTurn
       yield* TestClock.adjust("299 millis")
-      yield* settle
+      yield* nextTurn
       assert.isNull(attempt.unsafePoll(), "the nodes have not answered yet")
       yield* TestClock.adjust("1 millis")
       const lock = yield* Fiber.join(attempt)
@@ -202,16 +201,16 @@ describe("effect-redlock/testing under TestClock", () => {
       const nodes = yield* RedlockTest.Nodes
       for (const node of nodes) yield* node.slow("1 second")
       const attempt = yield* Effect.fork(Effect.flip(redlock.lock("job", { ...noRetry, ttl: "10 seconds", nodeTimeout: "100 millis" })))
-      yield* settle
+      yield* nextTurn
       yield* TestClock.adjust("100 millis")
       const error = yield* Fiber.join(attempt)
       assert.strictEqual(error._tag, "QuorumUnavailable")
       // The SETs land at 1 s, the clean-ups sent at 100 ms land at 1.1 s.
       yield* TestClock.adjust("900 millis")
-      yield* settle
+      yield* nextTurn
       assert.isTrue((yield* nodes[0]!.keys).has("job"), "the late write landed")
       yield* TestClock.adjust("100 millis")
-      yield* settle
+      yield* nextTurn
       for (const node of nodes) assert.strictEqual((yield* node.keys).size, 0, "and was cleaned up")
     }).pipe(Effect.provide(RedlockTest.layer())))
 
@@ -220,13 +219,13 @@ describe("effect-redlock/testing under TestClock", () => {
       const redlock = yield* Redlock.Redlock
       const nodes = yield* RedlockTest.Nodes
       const body = yield* Effect.fork(Effect.flip(redlock.withLock(Effect.never, "job", { ttl: "1 second" })))
-      yield* settle
+      yield* nextTurn
       yield* nodes[0]!.flush
       yield* nodes[1]!.flush
       // The first extension is due with a third of the ttl left: it finds the keys gone, long
       // before the lock would expire (988 ms).
       yield* TestClock.adjust("700 millis")
-      for (let turn = 0; turn < 5; turn++) yield* settle
+      for (let turn = 0; turn < 5; turn++) yield* nextTurn
       const lost = body.unsafePoll()
       assert.isTrue(lost !== null && Exit.isSuccess(lost) && lost.value._tag === "LockLost", "lost at the extension")
     }).pipe(Effect.provide(RedlockTest.layer())))
@@ -238,10 +237,10 @@ describe("effect-redlock/testing under TestClock", () => {
           const { redlock } = yield* RedlockTest.make({ wakeUp, retry: { times: 5, delay: "1 second", jitter: 0 } })
           const held = yield* redlock.lock("job")
           const waiter = yield* Effect.fork(redlock.lock("job"))
-          yield* settle
+          yield* nextTurn
           yield* redlock.release(held)
-          yield* settle
-          yield* settle
+          yield* nextTurn
+          yield* nextTurn
           const exit = waiter.unsafePoll()
           return exit !== null && Exit.isSuccess(exit)
         })
@@ -264,6 +263,8 @@ describe("effect-redlock/testing under TestClock", () => {
       assert.strictEqual(occupyTtl.argument, "ttl")
       const evicted = yield* Effect.flip(nodes[0]!.evict(""))
       assert.strictEqual(evicted.argument, "resources")
+      const latency = yield* Effect.flip(nodes[0]!.slow("0 millis"))
+      assert.strictEqual(latency.argument, "latency")
       // Bad input to the operations reaches no node.
       const three = yield* RedlockTest.make()
       for (const bad of [three.redlock.lock(""), three.redlock.lock("job", { ttl: -1 }), three.redlock.withLock(Effect.void, [])]) {

@@ -15,6 +15,7 @@ import * as Options from "../src/internal/options.js"
 import { driftOf, quorumOf, validityOf } from "../src/internal/quorum.js"
 import { makeService } from "../src/internal/service.js"
 import * as MemoryNode from "../src/internal/memoryNode.js"
+import { nextTurn } from "./support/setup.js"
 
 const setup = (n: number, options: Parameters<typeof Options.baseSettings>[0] = {}) =>
   Effect.map(Effect.clock, (clock) => {
@@ -29,8 +30,6 @@ const setup = (n: number, options: Parameters<typeof Options.baseSettings>[0] = 
     return { nodes, engine, redlock: makeService(engine) }
   })
 
-/** Lets promise callbacks and forked fibers run without moving the TestClock. */
-const settle = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 
 describe("quorum arithmetic", () => {
   it("quorum is a strict majority", () => {
@@ -51,7 +50,7 @@ describe("timing under TestClock", () => {
       yield* TestClock.setTime(50_000)
       nodes.forEach((node) => node.setState("hung"))
       const fiber = yield* Effect.fork(redlock.lock("r", { retry: { times: 0 } }))
-      yield* settle
+      yield* nextTurn
       yield* TestClock.adjust(900)
       nodes.forEach((node) => node.setState("up"))
       const lock = yield* Fiber.join(fiber)
@@ -68,7 +67,7 @@ describe("timing under TestClock", () => {
       const { nodes, redlock } = yield* setup(3, { ttl: 1_000, nodeTimeout: 999 })
       nodes.forEach((node) => node.setState("hung"))
       const fiber = yield* Effect.fork(Effect.flip(redlock.lock("r", { retry: { times: 0 } })))
-      yield* settle
+      yield* nextTurn
       yield* TestClock.adjust(990)
       nodes.forEach((node) => node.setState("up"))
       const error = yield* Fiber.join(fiber)
@@ -84,7 +83,7 @@ describe("timing under TestClock", () => {
           const { nodes, redlock } = yield* setup(1, { ttl: 1_000, nodeTimeout: 999 })
           nodes[0]!.setState("hung")
           const fiber = yield* Effect.fork(Effect.either(redlock.lock("r", { retry: { times: 0 } })))
-          yield* settle
+          yield* nextTurn
           yield* TestClock.adjust(ms)
           nodes[0]!.setState("up")
           const result = yield* Fiber.join(fiber)
@@ -102,9 +101,9 @@ describe("timing under TestClock", () => {
       const { nodes, redlock } = yield* setup(1, { ttl: 1_000, nodeTimeout: 100 })
       nodes[0]!.setState("hung")
       const fiber = yield* Effect.fork(Effect.flip(redlock.lock("r", { retry: { times: 0 } })))
-      yield* settle
+      yield* nextTurn
       yield* TestClock.adjust(99)
-      yield* settle
+      yield* nextTurn
       assert.isNull(fiber.unsafePoll())
       yield* TestClock.adjust(1)
       yield* TestClock.adjust(100)
@@ -130,7 +129,7 @@ describe("timing under TestClock", () => {
         Effect.flip(redlock.lock("r", { retry: { times: 100, delay: 100, jitter: 0 }, deadline: 450 }))
       )
       for (let step = 0; step < 6; step++) {
-        yield* settle
+        yield* nextTurn
         yield* TestClock.adjust(100)
       }
       const error = yield* Fiber.join(fiber)
@@ -158,7 +157,7 @@ describe("timing under TestClock", () => {
         const lock = yield* redlock.acquire("r", { autoExtend: { maxExtensions: 2 } })
         return yield* Effect.flip(Lock.awaitLost(lock)).pipe(Effect.map((lost) => ({ lock, lost })))
       })))
-      yield* settle
+      yield* nextTurn
       const validity = 900 - driftOf(900, 0.01)
       // A third of the ttl before expiry, on the grid: 585 ms, then 585 ms after the extension.
       const extendAt = extensionDueAt(validity, 300)
@@ -166,13 +165,13 @@ describe("timing under TestClock", () => {
       const calls = () => nodes.reduce((sum, node) => sum + node.calls, 0)
       assert.strictEqual(calls(), 3)
       yield* TestClock.adjust(extendAt - 1)
-      yield* settle
+      yield* nextTurn
       assert.strictEqual(calls(), 3, "no extension before the threshold")
       yield* TestClock.adjust(1)
-      yield* settle
+      yield* nextTurn
       assert.strictEqual(calls(), 6, "one extension round at the threshold")
       yield* TestClock.adjust(extendAt)
-      yield* settle
+      yield* nextTurn
       assert.strictEqual(calls(), 9)
       yield* TestClock.adjust(10_000)
       const { lock, lost } = yield* Fiber.join(fiber)
@@ -190,13 +189,13 @@ describe("timing under TestClock", () => {
         nodes.forEach((node) => node.setState("hung"))
         return { lock, lost: yield* Effect.flip(Lock.awaitLost(lock)) }
       })))
-      yield* settle
+      yield* nextTurn
       const expiresAt = 900 - driftOf(900, 0.01)
       yield* TestClock.adjust(expiresAt - 1)
-      yield* settle
+      yield* nextTurn
       assert.isNull(fiber.unsafePoll(), "still held just before the expiry")
       yield* TestClock.adjust(1)
-      yield* settle
+      yield* nextTurn
       nodes.forEach((node) => node.setState("up"))
       const { lost } = yield* Fiber.join(fiber)
       assert.strictEqual(lost.reason, "unavailable")
@@ -212,7 +211,7 @@ describe("timing under TestClock", () => {
         return yield* Effect.flip(Lock.awaitLost(lock)).pipe(Effect.map((lost) => ({ lock, lost })))
       })))
       for (let step = 0; step < 40; step++) {
-        yield* settle
+        yield* nextTurn
         yield* TestClock.adjust(50)
       }
       const { lock, lost } = yield* Fiber.join(fiber)
@@ -227,9 +226,9 @@ describe("timing under TestClock", () => {
       nodes[0]!.setState("hung")
       // Sent in this order, they land in this order: the 500 ms ttl last.
       const longer = yield* Effect.fork(redlock.extend(lock, 5_000))
-      yield* settle
+      yield* nextTurn
       const shorter = yield* Effect.fork(redlock.extend(lock, 500))
-      yield* settle
+      yield* nextTurn
       nodes[0]!.setState("up")
       yield* Fiber.join(longer)
       yield* Fiber.join(shorter)
@@ -246,7 +245,7 @@ describe("timing under TestClock", () => {
       nodes[1]!.setState("hung")
       nodes[2]!.setState("hung")
       const extending = yield* Effect.fork(Effect.flip(redlock.extend(lock, 200)))
-      yield* settle
+      yield* nextTurn
       yield* TestClock.adjust(50)
       assert.strictEqual((yield* Fiber.join(extending))._tag, "LockLost")
       // The calls land late, and the keys then expire 200 ms after the attempt started.

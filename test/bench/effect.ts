@@ -84,7 +84,8 @@ export const runEffectLockerWorkload = <H>(
   return runEffectDriver(Effect.succeed(driver), scenario, prefix)
 }
 
-const fromPromise = <A>(run: () => PromiseLike<A>): Effect.Effect<A, unknown> =>
+/** A promise as one `Effect.async`, its rejection as the failure. */
+export const fromPromise = <A>(run: () => PromiseLike<A>): Effect.Effect<A, unknown> =>
   Effect.async<A, unknown>((resume) => {
     run().then((value) => resume(Effect.succeed(value)), (error: unknown) => resume(Effect.fail(error)))
   })

@@ -18,6 +18,7 @@ import * as Effect from "effect/Effect"
 import { loadFloor } from "./impls.js"
 import { Redlock } from "./library.js"
 import * as RedisNodes from "../support/RedisNodes.js"
+import { fromPromise } from "./effect.js"
 import { flag } from "./flags.js"
 
 const ks = flag("k", "1,3,5").split(",").map(Number)
@@ -28,11 +29,6 @@ const variant = flag("variant", "lock")
 if (!["lock", "acquire", "withLock", "floor-scoped"].includes(variant)) {
   throw new Error(`--variant must be lock, acquire, withLock or floor-scoped, got ${variant}`)
 }
-
-const fromPromise = <A>(run: () => Promise<A>): Effect.Effect<A> =>
-  Effect.async<A>((resume) => {
-    run().then((value) => resume(Effect.succeed(value)), (error: unknown) => resume(Effect.die(error)))
-  })
 
 const quantile = (values: ReadonlyArray<number>, q: number): number => {
   const sorted = [...values].sort((a, b) => a - b)
@@ -62,7 +58,7 @@ const measure = (k: number) =>
           return redlock.withLock(Effect.void, resource)
         case "floor-scoped":
           return Effect.scoped(
-            Effect.acquireRelease(fromPromise(() => scopedFloor.acquire(resource)), (handle) => fromPromise(() => scopedFloor.release(handle)))
+            Effect.acquireRelease(fromPromise(() => scopedFloor.acquire(resource)), (handle) => Effect.orDie(fromPromise(() => scopedFloor.release(handle))))
           )
         default:
           return Effect.flatMap(redlock.lock(resource), (lock) => redlock.release(lock))

@@ -13,6 +13,9 @@ export interface SetupOptions extends Omit<Redlock.InstanceOptions, "keyPrefix">
 /** See `RedisNodes.settle`. */
 export const settle = RedisNodes.settle
 
+/** Lets promise callbacks and forked fibers run without moving the clock (one turn of the event loop). */
+export const nextTurn: Effect.Effect<void> = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+
 /** Starts `n` nodes and a Redlock over clients to them, all closed with the scope. */
 export const withRedlock = (n: number, options: SetupOptions = {}) =>
   Effect.gen(function*() {
